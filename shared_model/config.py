@@ -1,0 +1,88 @@
+"""Model presets: one frozen, validated config written next to every checkpoint."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of MultiMedCLIP (ViT + BERT text encoder) and MultiMedLM (BERT encoder-decoder)."""
+
+    preset: str
+    # MultiMedCLIP image side: a timm ViT; the arch name picks timm's defaults, the sizes override.
+    vit_arch: str
+    image_size: int
+    patch_size: int
+    vit_dim: int
+    vit_depth: int
+    vit_heads: int
+    # MultiMedCLIP text side: a BERT-family multilingual encoder over the shared tokenizer.
+    text_dim: int
+    text_layers: int
+    text_heads: int
+    text_ff: int
+    max_text_len: int
+    # The shared image-text space.
+    embed_dim: int
+    # MultiMedLM: the conditioning vector becomes `lm_prefix_tokens` encoder tokens.
+    lm_dim: int
+    lm_encoder_layers: int
+    lm_decoder_layers: int
+    lm_heads: int
+    lm_ff: int
+    lm_prefix_tokens: int
+    max_report_len: int
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.image_size % self.patch_size:
+            raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+        for dim, heads, what in ((self.vit_dim, self.vit_heads, "vit"), (self.text_dim, self.text_heads, "text"),
+                                 (self.lm_dim, self.lm_heads, "lm")):
+            if dim % heads:
+                raise ValueError(f"{what} width {dim} is not divisible by its {heads} heads")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if min(self.max_text_len, self.max_report_len, self.lm_prefix_tokens) < 1:
+            raise ValueError("sequence lengths must be positive")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+        return cls(**data)
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # Learns the synthetic data in minutes on 2 CPU cores; used by tests and the demo.
+    "tiny": ModelConfig(
+        preset="tiny", vit_arch="vit_tiny_patch16_224", image_size=64, patch_size=8,
+        vit_dim=128, vit_depth=4, vit_heads=4,
+        text_dim=128, text_layers=2, text_heads=4, text_ff=256, max_text_len=96,
+        embed_dim=128,
+        lm_dim=128, lm_encoder_layers=2, lm_decoder_layers=2, lm_heads=4, lm_ff=256,
+        lm_prefix_tokens=4, max_report_len=96,
+    ),
+    # ViT-B/16 at 224 px, BERT-base-size text encoder, BERT-base-width 6+3 MultiMedLM.
+    "paper": ModelConfig(
+        preset="paper", vit_arch="vit_base_patch16_224", image_size=224, patch_size=16,
+        vit_dim=768, vit_depth=12, vit_heads=12,
+        text_dim=768, text_layers=12, text_heads=12, text_ff=3072, max_text_len=256,
+        embed_dim=512,
+        lm_dim=768, lm_encoder_layers=6, lm_decoder_layers=3, lm_heads=12, lm_ff=3072,
+        lm_prefix_tokens=8, max_report_len=160,
+    ),
+}
+
+
+def get_preset(name: str) -> ModelConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None

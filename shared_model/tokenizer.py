@@ -1,0 +1,81 @@
+"""The shared, versioned multilingual tokenizer every site must use.
+
+Weights are only meaningful with the vocabulary they were trained on, so the tokenizer file's
+SHA-256 travels inside every checkpoint and a mismatch is refused (see ``checkpoint.py``).
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer
+
+DEFAULT_TOKENIZER = Path(__file__).parent / "assets" / "tokenizer-v1.json"
+LANGUAGE_TOKENS = {"en": "[EN]", "zh": "[ZH]"}
+_CJK_GAP = re.compile(r"(?<=[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]) (?=[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef])")
+_SPACE_BEFORE_PUNCT = re.compile(r" ([.,;:?!%)])")
+
+
+class SharedTokenizer:
+    """WordPiece over EN + every GB2312 character; language tokens start generated reports."""
+
+    def __init__(self, path: str | Path = DEFAULT_TOKENIZER) -> None:
+        self.path = Path(path)
+        data = self.path.read_bytes()
+        self.sha256 = hashlib.sha256(data).hexdigest()
+        self._tok = Tokenizer.from_str(data.decode("utf-8"))
+        self.vocab_size = self._tok.get_vocab_size()
+        self.pad_id = self._id("[PAD]")
+        self.cls_id = self._id("[CLS]")
+        self.eos_id = self._id("[SEP]")
+        self.unk_id = self._id("[UNK]")
+        self.lang_ids = {lang: self._id(token) for lang, token in LANGUAGE_TOKENS.items()}
+
+    def _id(self, token: str) -> int:
+        token_id = self._tok.token_to_id(token)
+        if token_id is None:
+            raise ValueError(f"{self.path}: tokenizer lacks the special token {token}")
+        return token_id
+
+    def _pieces(self, texts: list[str]) -> list[list[int]]:
+        return [enc.ids for enc in self._tok.encode_batch(texts, add_special_tokens=False)]
+
+    def encode_text(self, texts: list[str], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Text-encoder input ``[CLS] pieces [SEP]``, right-padded: (ids, attention mask)."""
+        rows = [[self.cls_id] + ids[: max_len - 2] + [self.eos_id] for ids in self._pieces(texts)]
+        return self._pad(rows, max_len)
+
+    def encode_target(self, texts: list[str], languages: list[str], max_len: int
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoder sequence ``[LANG] pieces [SEP]``: input is ``[:, :-1]``, target ``[:, 1:]``."""
+        rows = []
+        for ids, lang in zip(self._pieces(texts), languages):
+            rows.append([self.lang_ids[lang]] + ids[: max_len - 2] + [self.eos_id])
+        return self._pad(rows, max_len)
+
+    def _pad(self, rows: list[list[int]], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+        width = min(max_len, max((len(r) for r in rows), default=1))
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        return ids, (ids != self.pad_id).long()
+
+    def decode(self, ids: list[int]) -> str:
+        """Readable text: WordPiece merged, no spaces between Chinese characters."""
+        specials = {self.pad_id, self.cls_id, self.eos_id, *self.lang_ids.values()}
+        kept = []
+        for token_id in ids:
+            if token_id == self.eos_id:
+                break
+            if token_id not in specials:
+                kept.append(int(token_id))
+        text = self._tok.decode(kept)
+        return _SPACE_BEFORE_PUNCT.sub(r"\1", _CJK_GAP.sub("", text)).strip()
+
+
+@lru_cache(maxsize=4)
+def load_tokenizer(path: str | Path = DEFAULT_TOKENIZER) -> SharedTokenizer:
+    return SharedTokenizer(path)
