@@ -5,6 +5,7 @@ not something each site trains on its own reports. It is a lower-cased BERT Word
 alphabet holds every printable ASCII character (any English word tokenizes) and every GB2312
 character (each Chinese character is one token, split per character by the BERT normalizer).
 English subwords are learned from the findings sentences plus a radiology lexicon below.
+WordPiece training breaks frequency ties in no fixed order, so each rebuild is a new version.
 """
 from __future__ import annotations
 
@@ -82,7 +83,10 @@ def build() -> Tokenizer:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    out = Path(argv[0]) if argv else Path(__file__).parent / "assets" / "tokenizer-v1.json"
+    if not argv:
+        print("usage: python -m shared_model.build_tokenizer OUT.json (never overwrite a released version)")
+        return 2
+    out = Path(argv[0])
     build().save(str(out), pretty=False)
     print(f"wrote {out}")
     return 0

@@ -64,10 +64,10 @@ PRESETS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(
         preset="tiny", vit_arch="vit_tiny_patch16_224", image_size=64, patch_size=8,
         vit_dim=128, vit_depth=4, vit_heads=4,
-        text_dim=128, text_layers=2, text_heads=4, text_ff=256, max_text_len=96,
+        text_dim=128, text_layers=2, text_heads=4, text_ff=256, max_text_len=64,
         embed_dim=128,
         lm_dim=128, lm_encoder_layers=2, lm_decoder_layers=2, lm_heads=4, lm_ff=256,
-        lm_prefix_tokens=4, max_report_len=96,
+        lm_prefix_tokens=4, max_report_len=80,
     ),
     # ViT-B/16 at 224 px, BERT-base-size text encoder, BERT-base-width 6+3 MultiMedLM.
     "paper": ModelConfig(

@@ -58,8 +58,10 @@ class MultiMedLM(nn.Module):
                            decoder_attention_mask=(inputs != self.pad_id).long(),
                            decoder_position_ids=dec_positions,
                            decoder_token_type_ids=torch.zeros_like(inputs))
-        token_loss = F.cross_entropy(out.logits.float().transpose(1, 2), targets,
-                                     ignore_index=self.pad_id, reduction="none")
+        logits = out.logits.float()
+        # Flattened (B*L, V): cross_entropy over a transposed (B, V, L) view is ~10x slower on CPU.
+        token_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                     ignore_index=self.pad_id, reduction="none").view_as(targets)
         counts = (targets != self.pad_id).sum(1).clamp(min=1)
         return token_loss.sum(1) / counts
 

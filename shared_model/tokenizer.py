@@ -14,6 +14,9 @@ import torch
 from tokenizers import Tokenizer
 
 DEFAULT_TOKENIZER = Path(__file__).parent / "assets" / "tokenizer-v1.json"
+# The released vocabulary. Rebuilding gives a new version (training ties are unordered): ship it
+# as tokenizer-v2.json with its own hash rather than overwriting v1.
+TOKENIZER_V1_SHA256 = "769b54de3c19326012e57dd80cdd73d9bfa8f2df242c342db524fba41bfc3cb8"
 LANGUAGE_TOKENS = {"en": "[EN]", "zh": "[ZH]"}
 _CJK_GAP = re.compile(r"(?<=[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]) (?=[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef])")
 _SPACE_BEFORE_PUNCT = re.compile(r" ([.,;:?!%)])")

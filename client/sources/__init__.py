@@ -1,0 +1,32 @@
+"""A site's data sources: MIMIC-CXR as released, or a generic manifest.
+
+``load_records(path)`` picks the reader from what is on disk and returns records plus a
+``DataReport`` of everything that was skipped and why.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from client.errors import DataError
+from client.sources.manifest import MANIFEST_NAMES, load_manifest
+from client.sources.mimic import find_mimic_csv, load_mimic
+from client.sources.records import DataReport, Record
+
+__all__ = ["DataReport", "Record", "load_records"]
+
+
+def load_records(path: str | Path, *, languages: tuple[str, ...] | None = None
+                 ) -> tuple[list[Record], DataReport]:
+    """Read a MIMIC-CXR(-JPG) tree, a manifest file, or a folder holding a manifest."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "data path does not exist")
+    if path.is_file():
+        return load_manifest(path, languages=languages)
+    if find_mimic_csv(path, "split") is not None:
+        return load_mimic(path, languages=languages)
+    for name in MANIFEST_NAMES:
+        if (path / name).is_file():
+            return load_manifest(path / name, languages=languages)
+    raise DataError(path, "no mimic-cxr-2.0.0-split.csv[.gz] and no manifest.csv / manifest.jsonl found: "
+                          "not a dataset m3fed can read")

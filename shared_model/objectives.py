@@ -1,0 +1,106 @@
+"""The two local objectives, one step and one epoch each, shared by pooled and federated training.
+
+Contrastive (MultiMedCLIP): symmetric InfoNCE over image-report pairs. Reports with identical
+text in a batch are all positives (template-like normal reports are common), so the loss does
+not push apart pairs that say the same thing.
+Report generation (MultiMedLM): text only. The condition is the frozen CLIP text embedding of
+the report plus Gaussian noise (DeCap-style), which bridges the gap to the image embeddings the
+decoder sees at inference.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from shared_model.device import autocast
+from shared_model.model import M3FM
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 64
+    lr: float = 5e-4
+    lm_lr: float = 1e-3
+    weight_decay: float = 0.05
+    lm_noise_std: float = 0.04
+    grad_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 2:
+            raise ValueError("batch_size must be at least 2 (contrastive needs negatives)")
+        if min(self.lr, self.lm_lr) <= 0 or self.lm_noise_std < 0 or self.grad_clip <= 0:
+            raise ValueError("learning rates and grad_clip must be > 0, lm_noise_std >= 0")
+
+
+def contrastive_loss(model: M3FM, images: torch.Tensor, texts: list[str]) -> torch.Tensor:
+    tok, clip = model.tokenizer, model.clip
+    ids, mask = tok.encode_text(texts, model.cfg.max_text_len)
+    ids, mask = ids.to(images.device), mask.to(images.device)
+    image_emb = clip.encode_image(images)
+    text_emb = clip.encode_text(ids, mask)
+    logits = clip.temperature_scale() * image_emb @ text_emb.T
+    same_text = torch.tensor([[a == b for b in texts] for a in texts], device=images.device, dtype=torch.float32)
+    targets = same_text / same_text.sum(1, keepdim=True)
+    return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets.T))
+
+
+def lm_per_example_loss(model: M3FM, texts: list[str], languages: list[str], *, noise_std: float,
+                        device: torch.device) -> torch.Tensor:
+    tok = model.tokenizer
+    ids, mask = tok.encode_text(texts, model.cfg.max_text_len)
+    with torch.no_grad():  # the CLIP text encoder is frozen while the decoder learns
+        condition = model.clip.encode_text(ids.to(device), mask.to(device))
+    if noise_std > 0:
+        condition = F.normalize(condition + noise_std * torch.randn_like(condition), dim=-1)
+    targets, _ = tok.encode_target(texts, languages, model.cfg.max_report_len)
+    return model.lm.per_example_loss(condition, targets.to(device))
+
+
+def _step(loss: torch.Tensor, params: list[torch.nn.Parameter], optimizer: torch.optim.Optimizer,
+          grad_clip: float) -> float:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+    return float(loss.detach())
+
+
+def contrastive_epoch(model: M3FM, batches: Iterable[tuple[torch.Tensor, list[str]]],
+                      optimizer: torch.optim.Optimizer, cfg: TrainConfig, device: torch.device,
+                      on_step: Callable[[float], None] | None = None) -> float:
+    """One pass of contrastive updates; returns the mean loss."""
+    model.clip.train()
+    params = [p for p in model.clip.parameters() if p.requires_grad]
+    losses = []
+    for images, texts in batches:
+        if len(texts) < 2:
+            continue
+        with autocast(device):
+            loss = contrastive_loss(model, images.to(device), texts)
+        losses.append(_step(loss, params, optimizer, cfg.grad_clip))
+        if on_step:
+            on_step(losses[-1])
+    return sum(losses) / max(len(losses), 1)
+
+
+def lm_epoch(model: M3FM, batches: Iterable[tuple[list[str], list[str]]], optimizer: torch.optim.Optimizer,
+             cfg: TrainConfig, device: torch.device, on_step: Callable[[float], None] | None = None) -> float:
+    """One pass of text-only report-generation updates (CLIP frozen); returns the mean loss."""
+    model.clip.eval()
+    model.lm.train()
+    params = [p for p in model.lm.parameters() if p.requires_grad]
+    losses = []
+    for texts, languages in batches:
+        with autocast(device):
+            loss = lm_per_example_loss(model, texts, languages, noise_std=cfg.lm_noise_std, device=device).mean()
+        losses.append(_step(loss, params, optimizer, cfg.grad_clip))
+        if on_step:
+            on_step(losses[-1])
+    return sum(losses) / max(len(losses), 1)
+
+
+def make_optimizer(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    return torch.optim.AdamW([p for p in params if p.requires_grad], lr=lr, weight_decay=weight_decay)

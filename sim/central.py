@@ -1,0 +1,105 @@
+"""Pooled (centralised) training: the baseline every federated run is measured against."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from client.dataset import Examples, decode, pair_batches, text_batches
+from client.sources import load_records
+from shared_model.checkpoint import load_weights_into, save_checkpoint
+from shared_model.config import get_preset
+from shared_model.device import resolve_device
+from shared_model.evaluate import evaluate_model
+from shared_model.findings import DEFAULT_EVAL_LABELS
+from shared_model.model import build_model, parameter_counts
+from shared_model.objectives import TrainConfig, contrastive_epoch, lm_epoch, make_optimizer
+from sim.evaldata import bank_texts, evaluation_inputs
+from sim.results import write_results
+
+
+@dataclass(frozen=True)
+class CentralConfig:
+    data: str
+    out: str
+    preset: str = "tiny"
+    contrastive_epochs: int = 30
+    lm_epochs: int = 25
+    seed: int = 0
+    device: str = "auto"
+    num_beams: int = 1
+    languages: tuple[str, ...] = ("en", "zh")
+    eval_labels: tuple[str, ...] = DEFAULT_EVAL_LABELS
+    bank_size: int = 2000
+    init: str | None = None
+    train: TrainConfig = TrainConfig()
+
+    def __post_init__(self) -> None:
+        get_preset(self.preset)
+        if self.contrastive_epochs < 0 or self.lm_epochs < 0:
+            raise ValueError("epochs must be >= 0")
+
+
+def load_split_examples(data: str, image_size: int, languages: tuple[str, ...]
+                        ) -> tuple[Examples, Examples, dict]:
+    records, report = load_records(data, languages=languages)
+    examples = decode(records, image_size, report)
+    return (examples.subset(lambda r: r.split == "train"), examples.subset(lambda r: r.split == "test"),
+            report.summary(examples.records))
+
+
+def run_central(cfg: CentralConfig, console: Console | None = None) -> dict:
+    console = console or Console()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    device, model_cfg = resolve_device(cfg.device), get_preset(cfg.preset)
+    started = time.perf_counter()
+    train, test, data_report = load_split_examples(cfg.data, model_cfg.image_size, cfg.languages)
+    console.print(f"data: {len(train.records)} train / {len(test.records)} test records, "
+                  f"{data_report['skipped']} skipped")
+    if not train.records:
+        raise ValueError(f"{cfg.data}: no usable training records")
+    model = build_model(model_cfg).to(device)
+    if cfg.init:
+        load_weights_into(model, cfg.init)
+    console.print(f"model {cfg.preset}: {parameter_counts(model)} on {device}")
+    gen = torch.Generator().manual_seed(cfg.seed)
+    t = cfg.train
+    clip_opt = make_optimizer(model.clip.parameters(), t.lr, t.weight_decay)
+    lm_opt = make_optimizer(model.lm.parameters(), t.lm_lr, t.weight_decay)
+    clip_sched = torch.optim.lr_scheduler.CosineAnnealingLR(clip_opt, max(cfg.contrastive_epochs, 1))
+    lm_sched = torch.optim.lr_scheduler.CosineAnnealingLR(lm_opt, max(cfg.lm_epochs, 1))
+    history = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("contrastive", total=cfg.contrastive_epochs, loss=float("nan"))
+        for epoch in range(cfg.contrastive_epochs):
+            loss = contrastive_epoch(model, pair_batches(train, t.batch_size, gen), clip_opt, t, device)
+            clip_sched.step()
+            history.append({"objective": "contrastive", "epoch": epoch + 1, "loss": loss})
+            bar.update(task, advance=1, loss=loss)
+        task = bar.add_task("report generation", total=cfg.lm_epochs, loss=float("nan"))
+        for epoch in range(cfg.lm_epochs):
+            loss = lm_epoch(model, text_batches(train, t.batch_size, gen), lm_opt, t, device)
+            lm_sched.step()
+            history.append({"objective": "report-generation", "epoch": epoch + 1, "loss": loss})
+            bar.update(task, advance=1, loss=loss)
+    train_seconds = time.perf_counter() - started
+    with console.status("evaluating on the test split"):
+        final = evaluate_model(model, **evaluation_inputs(test, cfg.eval_labels),
+                               bank_texts=bank_texts(train, cfg.bank_size, cfg.seed), device=device,
+                               num_beams=cfg.num_beams, languages=cfg.languages)
+    config = {**dataclasses.asdict(cfg), "model": model_cfg.to_dict()}
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    save_checkpoint(out / "model.safetensors", model, extra={"run_config": config})
+    seconds = time.perf_counter() - started
+    write_results(out, mode="central", config=config, final=final, data_report=data_report,
+                  history=history, seconds={"train": train_seconds, "total": seconds})
+    return final

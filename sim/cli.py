@@ -1,0 +1,103 @@
+"""The ``m3fed`` command: one dispatcher over the packages' subcommands.
+
+User mistakes (bad paths, bad data, bad config values, foreign checkpoints) end with one
+``error: ...`` line and exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from client.cli import add_data_commands
+from client.errors import DataError
+from shared_model.checkpoint import CheckpointError
+
+
+class UsageError(Exception):
+    """A command-line value that cannot work, said plainly."""
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from sim.synth import generate
+
+    if not 0.0 <= args.difficulty <= 1.0:
+        raise UsageError(f"--difficulty must be in [0, 1], got {args.difficulty}")
+    if args.patients < 3:
+        raise UsageError(f"--patients must be at least 3 (one per split), got {args.patients}")
+    summary = generate(Path(args.out), patients=args.patients, seed=args.seed, dicom=args.dicom,
+                       difficulty=args.difficulty)
+    print(f"wrote {summary['total_images']} images of {summary['total_studies']} studies "
+          f"({summary['patients']['total']} patients) to {args.out}")
+    return 0
+
+
+def _central(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from sim.central import CentralConfig, run_central
+    from sim.summary import print_final
+
+    try:
+        cfg = CentralConfig(data=args.data, out=args.out, preset=args.preset, seed=args.seed, device=args.device,
+                            contrastive_epochs=args.contrastive_epochs, lm_epochs=args.lm_epochs,
+                            num_beams=args.beams, languages=tuple(args.languages), init=args.init)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    console = Console()
+    final = run_central(cfg, console)
+    print_final(console, final, title=f"pooled baseline ({args.preset})")
+    console.print(f"results: {Path(args.out) / 'results.json'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from sim.central import CentralConfig
+    from sim.synth import DEFAULT_DIFFICULTY, DEFAULT_PATIENTS
+
+    parser = argparse.ArgumentParser(prog="m3fed", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="write a synthetic MIMIC-CXR-shaped dataset")
+    p.add_argument("--out", required=True)
+    p.add_argument("--patients", type=int, default=DEFAULT_PATIENTS)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dicom", action="store_true", help="write DICOM instead of JPEG images")
+    p.add_argument("--difficulty", type=float, default=DEFAULT_DIFFICULTY,
+                   help="0 (obvious findings) .. 1 (faint findings, more noise)")
+    p.set_defaults(func=_synth)
+
+    add_data_commands(sub)
+
+    defaults = CentralConfig(data="", out="")
+    p = sub.add_parser("central", help="pooled baseline: train both objectives on pooled data")
+    p.add_argument("--data", required=True, help="MIMIC-CXR tree, manifest file, or folder with a manifest")
+    p.add_argument("--out", required=True, help="run directory (results.json, config.json, model.safetensors)")
+    p.add_argument("--preset", default=defaults.preset, choices=("tiny", "paper"))
+    p.add_argument("--contrastive-epochs", type=int, default=defaults.contrastive_epochs)
+    p.add_argument("--lm-epochs", type=int, default=defaults.lm_epochs)
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--device", default=defaults.device, help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
+    p.add_argument("--beams", type=int, default=defaults.num_beams, help="1 = greedy decoding")
+    p.add_argument("--languages", nargs="+", default=list(defaults.languages), choices=("en", "zh"))
+    p.add_argument("--init", help="m3fed checkpoint (.safetensors) to start from; nothing is downloaded")
+    p.set_defaults(func=_central)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (DataError, CheckpointError, UsageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

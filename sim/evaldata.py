@@ -1,0 +1,36 @@
+"""Test-split examples as the plain inputs of ``shared_model.evaluate.evaluate_model``."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from client.dataset import Examples
+
+
+def evaluation_inputs(test: Examples, labels: tuple[str, ...]) -> dict:
+    """Distinct test images, their label values, and per-language (image row, reference) pairs."""
+    rows: dict[int, int] = {}
+    values: dict[str, list[float]] = {name: [] for name in labels}
+    references: dict[str, tuple[list[int], list[str]]] = {}
+    for record, image in zip(test.records, test.image_index.tolist()):
+        if image < 0:
+            continue
+        if image not in rows:
+            rows[image] = len(rows)
+            for name in labels:
+                values[name].append(record.labels.get(name, float("nan")))
+        refs = references.setdefault(record.language, ([], []))
+        refs[0].append(rows[image])
+        refs[1].append(record.report)
+    order = sorted(rows, key=rows.get)
+    return {"images": test.images[order], "labels": {k: np.array(v) for k, v in values.items()},
+            "references": references}
+
+
+def bank_texts(train: Examples, size: int, seed: int) -> list[str]:
+    """Distinct training reports (all languages), sampled down to ``size`` for the memory bank."""
+    texts = sorted({r.report for r in train.records})
+    if len(texts) > size:
+        texts = random.Random(seed).sample(texts, size)
+    return texts

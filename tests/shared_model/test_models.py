@@ -1,0 +1,59 @@
+"""MultiMedCLIP and MultiMedLM behave as the recipe needs (shapes, language token, per-example loss)."""
+from __future__ import annotations
+
+import torch
+
+from shared_model.config import get_preset
+from shared_model.lm import project_onto_bank
+from shared_model.model import build_model
+from shared_model.objectives import contrastive_loss, lm_per_example_loss
+
+
+def _model():
+    torch.manual_seed(0)
+    return build_model(get_preset("tiny"))
+
+
+def test_embeddings_are_unit_norm_in_one_space():
+    model = _model().eval()
+    cfg = model.cfg
+    img = model.clip.encode_image(torch.rand(3, 1, cfg.image_size, cfg.image_size))
+    ids, mask = model.tokenizer.encode_text(["No pneumothorax.", "未见气胸。", "x"], cfg.max_text_len)
+    txt = model.clip.encode_text(ids, mask)
+    assert img.shape == txt.shape == (3, cfg.embed_dim)
+    assert torch.allclose(img.norm(dim=-1), torch.ones(3), atol=1e-5)
+    assert torch.allclose(txt.norm(dim=-1), torch.ones(3), atol=1e-5)
+
+
+def test_contrastive_loss_is_lower_for_matching_pairs():
+    model = _model().train()
+    images = torch.rand(4, 1, 64, 64)
+    loss = contrastive_loss(model, images, ["a", "b", "c", "d"])
+    loss.backward()
+    assert loss.item() > 0 and model.clip.logit_scale.grad is not None
+
+
+def test_lm_loss_of_one_example_does_not_depend_on_the_others():
+    model = _model().eval()
+    texts, langs = ["No pleural effusion.", "心影增大。", "The heart is enlarged."], ["en", "zh", "en"]
+    a = lm_per_example_loss(model, texts, langs, noise_std=0.0, device=torch.device("cpu"))
+    b = lm_per_example_loss(model, texts[:2] + ["Something else entirely, and longer."], langs,
+                            noise_std=0.0, device=torch.device("cpu"))
+    assert torch.allclose(a[:2], b[:2], atol=1e-5) and not torch.isclose(a[2], b[2])
+
+
+def test_generation_starts_with_the_requested_language_token():
+    model = _model().eval()
+    tok = model.tokenizer
+    cond = torch.nn.functional.normalize(torch.randn(2, model.cfg.embed_dim), dim=-1)
+    start = torch.tensor([tok.lang_ids["en"], tok.lang_ids["zh"]])
+    for beams in (1, 3):
+        out = model.lm.generate(cond, start, num_beams=beams, max_len=8)
+        assert out[:, 0].tolist() == start.tolist() and out.shape[1] <= 8
+
+
+def test_bank_projection_stays_in_the_span_of_the_bank():
+    bank = torch.nn.functional.normalize(torch.randn(5, 16), dim=-1)
+    query = bank[2:3] + 0.01 * torch.randn(1, 16)
+    projected = project_onto_bank(query, bank, temperature=0.01)
+    assert torch.allclose(projected, bank[2:3], atol=1e-2)
