@@ -29,7 +29,7 @@ class MultiMedCLIP(nn.Module):
             cfg.vit_arch, pretrained=vit_weights is not None, pretrained_cfg_overlay=overlay,
             num_classes=0, in_chans=1, img_size=cfg.image_size, patch_size=cfg.patch_size,
             embed_dim=cfg.vit_dim, depth=cfg.vit_depth, num_heads=cfg.vit_heads,
-            drop_rate=cfg.dropout)
+            drop_rate=cfg.dropout, global_pool=cfg.vit_pool)
         self.text = BertModel(BertConfig(
             vocab_size=vocab_size, hidden_size=cfg.text_dim, num_hidden_layers=cfg.text_layers,
             num_attention_heads=cfg.text_heads, intermediate_size=cfg.text_ff,

@@ -34,6 +34,7 @@ class ModelConfig:
     lm_prefix_tokens: int
     max_report_len: int
     dropout: float = 0.1
+    vit_pool: str = "avg"  # mean of patch tokens learns small data faster than the CLS token
 
     def __post_init__(self) -> None:
         if self.image_size % self.patch_size:
@@ -42,6 +43,8 @@ class ModelConfig:
                                  (self.lm_dim, self.lm_heads, "lm")):
             if dim % heads:
                 raise ValueError(f"{what} width {dim} is not divisible by its {heads} heads")
+        if self.vit_pool not in ("avg", "token"):
+            raise ValueError(f"vit_pool must be 'avg' or 'token', got {self.vit_pool!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if min(self.max_text_len, self.max_report_len, self.lm_prefix_tokens) < 1:
@@ -67,7 +70,7 @@ PRESETS: dict[str, ModelConfig] = {
         text_dim=128, text_layers=2, text_heads=4, text_ff=256, max_text_len=64,
         embed_dim=128,
         lm_dim=128, lm_encoder_layers=2, lm_decoder_layers=2, lm_heads=4, lm_ff=256,
-        lm_prefix_tokens=4, max_report_len=80,
+        lm_prefix_tokens=4, max_report_len=80, dropout=0.0,
     ),
     # ViT-B/16 at 224 px, BERT-base-size text encoder, BERT-base-width 6+3 MultiMedLM.
     "paper": ModelConfig(

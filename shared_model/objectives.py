@@ -18,11 +18,13 @@ import torch.nn.functional as F
 from shared_model.device import autocast
 from shared_model.model import M3FM
 
+Scheduler = torch.optim.lr_scheduler.LRScheduler
+
 
 @dataclass(frozen=True)
 class TrainConfig:
     batch_size: int = 64
-    lr: float = 5e-4
+    lr: float = 1e-3
     lm_lr: float = 1e-3
     weight_decay: float = 0.05
     lm_noise_std: float = 0.04
@@ -60,17 +62,19 @@ def lm_per_example_loss(model: M3FM, texts: list[str], languages: list[str], *, 
 
 
 def _step(loss: torch.Tensor, params: list[torch.nn.Parameter], optimizer: torch.optim.Optimizer,
-          grad_clip: float) -> float:
+          grad_clip: float, scheduler: Scheduler | None) -> float:
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(params, grad_clip)
     optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
     return float(loss.detach())
 
 
 def contrastive_epoch(model: M3FM, batches: Iterable[tuple[torch.Tensor, list[str]]],
                       optimizer: torch.optim.Optimizer, cfg: TrainConfig, device: torch.device,
-                      on_step: Callable[[float], None] | None = None) -> float:
+                      on_step: Callable[[float], None] | None = None, scheduler: Scheduler | None = None) -> float:
     """One pass of contrastive updates; returns the mean loss."""
     model.clip.train()
     params = [p for p in model.clip.parameters() if p.requires_grad]
@@ -80,14 +84,15 @@ def contrastive_epoch(model: M3FM, batches: Iterable[tuple[torch.Tensor, list[st
             continue
         with autocast(device):
             loss = contrastive_loss(model, images.to(device), texts)
-        losses.append(_step(loss, params, optimizer, cfg.grad_clip))
+        losses.append(_step(loss, params, optimizer, cfg.grad_clip, scheduler))
         if on_step:
             on_step(losses[-1])
     return sum(losses) / max(len(losses), 1)
 
 
 def lm_epoch(model: M3FM, batches: Iterable[tuple[list[str], list[str]]], optimizer: torch.optim.Optimizer,
-             cfg: TrainConfig, device: torch.device, on_step: Callable[[float], None] | None = None) -> float:
+             cfg: TrainConfig, device: torch.device, on_step: Callable[[float], None] | None = None,
+             scheduler: Scheduler | None = None) -> float:
     """One pass of text-only report-generation updates (CLIP frozen); returns the mean loss."""
     model.clip.eval()
     model.lm.train()
@@ -96,7 +101,7 @@ def lm_epoch(model: M3FM, batches: Iterable[tuple[list[str], list[str]]], optimi
     for texts, languages in batches:
         with autocast(device):
             loss = lm_per_example_loss(model, texts, languages, noise_std=cfg.lm_noise_std, device=device).mean()
-        losses.append(_step(loss, params, optimizer, cfg.grad_clip))
+        losses.append(_step(loss, params, optimizer, cfg.grad_clip, scheduler))
         if on_step:
             on_step(losses[-1])
     return sum(losses) / max(len(losses), 1)
@@ -104,3 +109,9 @@ def lm_epoch(model: M3FM, batches: Iterable[tuple[list[str], list[str]]], optimi
 
 def make_optimizer(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     return torch.optim.AdamW([p for p in params if p.requires_grad], lr=lr, weight_decay=weight_decay)
+
+
+def one_cycle(optimizer: torch.optim.Optimizer, total_steps: int) -> Scheduler:
+    """10 % warm-up then cosine decay over the whole run, stepped once per update."""
+    lr = optimizer.param_groups[0]["lr"]
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(total_steps, 1), pct_start=0.1)

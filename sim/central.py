@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from shared_model.device import resolve_device
 from shared_model.evaluate import evaluate_model
 from shared_model.findings import DEFAULT_EVAL_LABELS
 from shared_model.model import build_model, parameter_counts
-from shared_model.objectives import TrainConfig, contrastive_epoch, lm_epoch, make_optimizer
+from shared_model.objectives import TrainConfig, contrastive_epoch, lm_epoch, make_optimizer, one_cycle
 from sim.evaldata import bank_texts, evaluation_inputs
 from sim.results import write_results
 
@@ -29,8 +30,8 @@ class CentralConfig:
     data: str
     out: str
     preset: str = "tiny"
-    contrastive_epochs: int = 30
-    lm_epochs: int = 25
+    contrastive_epochs: int = 20
+    lm_epochs: int = 5
     seed: int = 0
     device: str = "auto"
     num_beams: int = 1
@@ -38,6 +39,7 @@ class CentralConfig:
     eval_labels: tuple[str, ...] = DEFAULT_EVAL_LABELS
     bank_size: int = 2000
     init: str | None = None
+    vit_weights: str | None = None
     train: TrainConfig = TrainConfig()
 
     def __post_init__(self) -> None:
@@ -66,7 +68,7 @@ def run_central(cfg: CentralConfig, console: Console | None = None) -> dict:
                   f"{data_report['skipped']} skipped")
     if not train.records:
         raise ValueError(f"{cfg.data}: no usable training records")
-    model = build_model(model_cfg).to(device)
+    model = build_model(model_cfg, vit_weights=cfg.vit_weights).to(device)
     if cfg.init:
         load_weights_into(model, cfg.init)
     console.print(f"model {cfg.preset}: {parameter_counts(model)} on {device}")
@@ -74,21 +76,21 @@ def run_central(cfg: CentralConfig, console: Console | None = None) -> dict:
     t = cfg.train
     clip_opt = make_optimizer(model.clip.parameters(), t.lr, t.weight_decay)
     lm_opt = make_optimizer(model.lm.parameters(), t.lm_lr, t.weight_decay)
-    clip_sched = torch.optim.lr_scheduler.CosineAnnealingLR(clip_opt, max(cfg.contrastive_epochs, 1))
-    lm_sched = torch.optim.lr_scheduler.CosineAnnealingLR(lm_opt, max(cfg.lm_epochs, 1))
+    pair_steps = math.ceil(int((train.image_index >= 0).sum()) / t.batch_size)
+    clip_sched = one_cycle(clip_opt, cfg.contrastive_epochs * pair_steps)
+    lm_sched = one_cycle(lm_opt, cfg.lm_epochs * math.ceil(len(train.records) / t.batch_size))
     history = []
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("contrastive", total=cfg.contrastive_epochs, loss=float("nan"))
         for epoch in range(cfg.contrastive_epochs):
-            loss = contrastive_epoch(model, pair_batches(train, t.batch_size, gen), clip_opt, t, device)
-            clip_sched.step()
+            loss = contrastive_epoch(model, pair_batches(train, t.batch_size, gen), clip_opt, t, device,
+                                     scheduler=clip_sched)
             history.append({"objective": "contrastive", "epoch": epoch + 1, "loss": loss})
             bar.update(task, advance=1, loss=loss)
         task = bar.add_task("report generation", total=cfg.lm_epochs, loss=float("nan"))
         for epoch in range(cfg.lm_epochs):
-            loss = lm_epoch(model, text_batches(train, t.batch_size, gen), lm_opt, t, device)
-            lm_sched.step()
+            loss = lm_epoch(model, text_batches(train, t.batch_size, gen), lm_opt, t, device, scheduler=lm_sched)
             history.append({"objective": "report-generation", "epoch": epoch + 1, "loss": loss})
             bar.update(task, advance=1, loss=loss)
     train_seconds = time.perf_counter() - started

@@ -42,7 +42,8 @@ def _central(args: argparse.Namespace) -> int:
     try:
         cfg = CentralConfig(data=args.data, out=args.out, preset=args.preset, seed=args.seed, device=args.device,
                             contrastive_epochs=args.contrastive_epochs, lm_epochs=args.lm_epochs,
-                            num_beams=args.beams, languages=tuple(args.languages), init=args.init)
+                            num_beams=args.beams, languages=tuple(args.languages), init=args.init,
+                            vit_weights=args.vit_weights)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     console = Console()
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beams", type=int, default=defaults.num_beams, help="1 = greedy decoding")
     p.add_argument("--languages", nargs="+", default=list(defaults.languages), choices=("en", "zh"))
     p.add_argument("--init", help="m3fed checkpoint (.safetensors) to start from; nothing is downloaded")
+    p.add_argument("--vit-weights", help="local timm ViT weights (.safetensors/.pth) for the image tower")
     p.set_defaults(func=_central)
     return parser
 

@@ -74,7 +74,7 @@ def axial(alpha: Alpha, an: Anatomy, rng: np.random.Generator, style: Style,
     bands = sum(segment(u, v, (s * (an.lung_x - 0.15), 0.33), (s * (an.lung_x + 0.15), 0.3), 0.022)
                 for s in (-1, 1))
     hu += 700 * a.get("Atelectasis", 0) * bands * lungs  # dependent subsegmental bands
-    size = 0.05 * rng.uniform(0.9, 1.2)
+    size = 0.085 * rng.uniform(0.9, 1.2)  # ~3 px radius at the 64 px tiny input
     nodule = ellipse(u, v, an.lung_x + 0.04, -0.2, size, size)
     hu = lerp(hu, 30.0, a.get("Lung Lesion", 0) * nodule)  # left upper lobe, anterior
     rim = soft_step(radius(u, v, *rl) - 0.82) * lung_r * soft_step(rl[0] - u) \

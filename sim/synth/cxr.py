@@ -70,8 +70,8 @@ def frontal(alpha: Alpha, an: Anatomy, rng: np.random.Generator, style: Style) -
     bands = sum(segment(u, v, (s * (an.lung_x - 0.2), 0.36), (s * (an.lung_x + 0.15), 0.3), 0.022)
                 for s in (-1, 1))
     d += 0.24 * a.get("Atelectasis", 0) * bands * lungs
-    # Lung Lesion: a small dense round nodule in the left upper zone.
-    size = 0.05 * rng.uniform(0.9, 1.2)
+    # Lung Lesion: a dense round nodule in the left upper zone.
+    size = 0.085 * rng.uniform(0.9, 1.2)  # ~3 px radius at the 64 px tiny input
     d = lerp(d, 0.72, a.get("Lung Lesion", 0) * ellipse(u, v, an.lung_x + 0.04, -0.33, size, size))
     # Pleural Other: a soft-tissue rim inside the right lateral chest wall, mid zones.
     rim = soft_step(radius(u, v, *rl) - 0.8) * lung_r * soft_step(rl[0] - u) \
@@ -119,7 +119,7 @@ def lateral(alpha: Alpha, an: Anatomy, rng: np.random.Generator, style: Style) -
              * blob(u, v, (0.25, 0.26), (0.15, 0.11), rng))  # lower lobe patch
     d += 0.17 * a.get("Edema", 0) * lung * gaussian(u, v, 0.02, -0.05, 0.22, 0.25)  # hilar haze
     d += 0.24 * a.get("Atelectasis", 0) * lung * segment(u, v, (-0.05, 0.41), (0.4, 0.36), 0.022)
-    size = 0.05 * rng.uniform(0.9, 1.2)
+    size = 0.085 * rng.uniform(0.9, 1.2)  # ~3 px radius at the 64 px tiny input
     d = lerp(d, 0.72, a.get("Lung Lesion", 0) * ellipse(u, v, 0.12, -0.4, size, size))  # nodule
     rim = soft_step(radius(u, v, *lung_p) - 0.84) * lung * soft_step(u - 0.3) \
         * soft_step(v + 0.4) * soft_step(0.3 - v)  # posterior pleural thickening

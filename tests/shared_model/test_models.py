@@ -57,3 +57,19 @@ def test_bank_projection_stays_in_the_span_of_the_bank():
     query = bank[2:3] + 0.01 * torch.randn(1, 16)
     projected = project_onto_bank(query, bank, temperature=0.01)
     assert torch.allclose(projected, bank[2:3], atol=1e-2)
+
+
+def test_image_tower_loads_local_timm_weights(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    cfg = get_preset("tiny")
+    # A 3-channel checkpoint, as ImageNet ViTs ship: timm folds it to our 1-channel stem.
+    source = timm.create_model(cfg.vit_arch, pretrained=False, num_classes=0, in_chans=3, img_size=cfg.image_size,
+                               patch_size=cfg.patch_size, embed_dim=cfg.vit_dim, depth=cfg.vit_depth,
+                               num_heads=cfg.vit_heads)
+    path = tmp_path / "vit.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
+    model = build_model(cfg, vit_weights=path)
+    assert torch.equal(model.clip.visual.blocks[0].attn.qkv.weight, source.blocks[0].attn.qkv.weight)
+    assert model.clip.visual.patch_embed.proj.weight.shape[1] == 1
