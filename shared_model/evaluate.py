@@ -48,7 +48,7 @@ def zero_shot_auc(model: M3FM, image_emb: torch.Tensor, labels: dict[str, np.nda
     for name, values in labels.items():
         usable = values != -1
         target = (values[usable] == 1).astype(int)
-        if target.min(initial=1) == target.max(initial=0):
+        if len(set(target.tolist())) < 2:
             continue
         scores = []
         for lang in languages:

@@ -12,6 +12,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from client.errors import DataError
 from client.dataset import Examples, decode, pair_batches, text_batches
 from client.sources import load_records
 from shared_model.checkpoint import load_weights_into, save_checkpoint
@@ -67,7 +68,9 @@ def run_central(cfg: CentralConfig, console: Console | None = None) -> dict:
     console.print(f"data: {len(train.records)} train / {len(test.records)} test records, "
                   f"{data_report['skipped']} skipped")
     if not train.records:
-        raise ValueError(f"{cfg.data}: no usable training records")
+        raise DataError(cfg.data, "no usable training records (see `m3fed data check`)")
+    if not test.records:
+        raise DataError(cfg.data, "no usable test-split records to evaluate on")
     model = build_model(model_cfg, vit_weights=cfg.vit_weights).to(device)
     if cfg.init:
         load_weights_into(model, cfg.init)

@@ -36,6 +36,7 @@ def _synth(args: argparse.Namespace) -> int:
 def _central(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from shared_model.device import resolve_device
     from sim.central import CentralConfig, run_central
     from sim.summary import print_final
 
@@ -44,6 +45,7 @@ def _central(args: argparse.Namespace) -> int:
                             contrastive_epochs=args.contrastive_epochs, lm_epochs=args.lm_epochs,
                             num_beams=args.beams, languages=tuple(args.languages), init=args.init,
                             vit_weights=args.vit_weights)
+        resolve_device(cfg.device)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     console = Console()

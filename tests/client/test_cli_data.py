@@ -52,3 +52,12 @@ def test_preview_writes_the_model_input(small_mimic, tmp_path):
     out = tmp_path / "preview.png"
     assert main(["data", "preview", str(image), "--out", str(out), "--preset", "tiny"]) == 0
     assert Image.open(out).size == (64, 64)
+
+
+def test_central_refuses_bad_options_plainly(small_mimic, tmp_path):
+    no_gpu = _m3fed("central", "--data", str(small_mimic), "--out", str(tmp_path / "r"), "--device", "cuda:7",
+                    "--contrastive-epochs", "0", "--lm-epochs", "0")
+    assert no_gpu.returncode == 2 and "Traceback" not in no_gpu.stderr
+    assert "cuda:7" in no_gpu.stderr
+    negative = _m3fed("central", "--data", str(small_mimic), "--out", str(tmp_path / "r"), "--lm-epochs", "-1")
+    assert negative.returncode == 2 and "epochs" in negative.stderr and "Traceback" not in negative.stderr

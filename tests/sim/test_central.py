@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from shared_model.checkpoint import load_checkpoint
+from shared_model.objectives import TrainConfig
 from sim.central import CentralConfig, run_central
 from sim.synth import generate
 
@@ -17,7 +18,8 @@ def central_run(tmp_path_factory) -> Path:
     data = tmp_path_factory.mktemp("easy")
     generate(data, patients=160, seed=11, difficulty=0.0)
     out = tmp_path_factory.mktemp("run")
-    run_central(CentralConfig(data=str(data), out=str(out), contrastive_epochs=12, lm_epochs=6, seed=0))
+    run_central(CentralConfig(data=str(data), out=str(out), contrastive_epochs=12, lm_epochs=10, seed=0,
+                              train=TrainConfig(batch_size=32)))
     return out
 
 
