@@ -19,7 +19,7 @@ MANIFEST_NAMES = ("manifest.csv", "manifest.jsonl")
 REQUIRED = ("report", "language", "split", "patient_id")
 
 
-def _read_jsonl(path: Path, report: DataReport) -> list[dict[str, str]]:
+def _read_jsonl(path: Path, report: DataReport) -> list[tuple[int, dict[str, str]]]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError:
@@ -39,7 +39,7 @@ def _read_jsonl(path: Path, report: DataReport) -> list[dict[str, str]]:
         if missing:
             report.skip(f"{path}:{n}", f"missing field(s) {', '.join(missing)}")
             continue
-        rows.append({k: "" if v is None else str(v) for k, v in row.items()})
+        rows.append((n, {k: "" if v is None else str(v) for k, v in row.items()}))
     return rows
 
 
@@ -49,17 +49,15 @@ def load_manifest(path: Path, *, languages: tuple[str, ...] | None = None
     if path.suffix == ".jsonl":
         rows = _read_jsonl(path, report)
     elif path.name.endswith((".csv", ".csv.gz")):
-        rows = read_csv(path, REQUIRED)
+        rows = list(enumerate(read_csv(path, REQUIRED), start=2))  # line 1 is the header
     else:
         raise DataError(path, "manifest must be .csv, .csv.gz or .jsonl")
     records = []
-    for n, row in enumerate(rows, start=2):
-        where = f"{path}:{n}"
+    for line, row in rows:
         try:
             records.extend(_records(row, path.parent))
         except ValueError as exc:
-            report.skip(where, str(exc))
-            continue
+            report.skip(f"{path}:{line}", str(exc))
     if languages is not None:
         records = [r for r in records if r.language in languages]
     return records, report
@@ -81,6 +79,5 @@ def _records(row: dict[str, str], base: Path) -> list[Record]:
     images = [p.strip() for p in row.get("image", "").split(";") if p.strip()] or [None]
     return [Record(patient_id=row["patient_id"], study_id=row.get("study_id") or row["patient_id"],
                    image=str((base / img).resolve()) if img else None, report=text, language=language,
-                   split=split, modality=modality, view=row.get("view", ""),
-                   labels=labels)
+                   split=split, modality=modality, view=row.get("view", ""), labels=labels)
             for img in images]

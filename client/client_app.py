@@ -1,0 +1,58 @@
+"""The Flower ClientApp (Message API): a thin shell around ``client.site`` and ``shared_model``.
+
+Where a site's data is: ``node_config["data-path"]`` on a real SuperNode; in a simulation the
+virtual node's ``partition-id`` picks ``<run-dir>/sites/<name>/manifest.jsonl``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from client.site import local_update, site_examples  # noqa: E402  (offline flag first)
+from shared_model.config import get_preset  # noqa: E402
+from shared_model.device import resolve_device  # noqa: E402
+from shared_model.model import build_model  # noqa: E402
+from shared_model.objectives import TrainConfig  # noqa: E402
+
+app = ClientApp()
+
+
+def site_of(context: Context) -> tuple[str, str]:
+    """(site name, data path) of this node."""
+    if "data-path" in context.node_config:
+        return str(context.node_config.get("site", context.node_id)), str(context.node_config["data-path"])
+    run_dir = Path(str(context.run_config["run-dir"]))
+    names = json.loads((run_dir / "sites.json").read_text(encoding="utf-8"))["sites"]
+    name = names[int(context.node_config["partition-id"])]
+    return name, str(run_dir / "sites" / name / "manifest.jsonl")
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    rc, config = context.run_config, msg.content["config"]
+    site, data_path = site_of(context)
+    cfg = get_preset(str(rc["preset"]))
+    device = resolve_device(str(rc.get("device", "auto")))
+    examples, _ = site_examples(data_path, cfg.image_size)
+    model = build_model(cfg)
+    model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    model.to(device)
+    objective = str(config["objective"])
+    train_cfg = TrainConfig(batch_size=int(rc["batch-size"]), lr=float(rc["lr"]), lm_lr=float(rc["lm-lr"]))
+    seed = int(rc["seed"]) * 1000 + int(config["server-round"]) * 10 + int(context.node_id % 10)
+    loss, n = local_update(model, examples, objective, train=train_cfg, epochs=int(rc["local-epochs"]),
+                           seed=seed, device=device)
+    arrays = ArrayRecord(model.cpu().state_dict())
+    metrics = MetricRecord({"num-examples": n, "loss": loss if n else 0.0,
+                            "bytes-up": arrays.count_bytes(), "site-index": _site_index(site, context)})
+    return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
+
+
+def _site_index(site: str, context: Context) -> int:
+    return int(context.node_config.get("partition-id", -1)) if "partition-id" in context.node_config else -1

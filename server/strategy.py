@@ -1,0 +1,66 @@
+"""Flower's FedAvg, told which objective each round trains, and keeping a per-site round log."""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import FedAvg
+
+SCHEDULES = ("alternate", "contrastive", "report-generation")
+
+
+def objective_for(server_round: int, schedule: str) -> str:
+    """Alternate starts with contrastive: the decoder learns from an aligned text encoder."""
+    if schedule == "alternate":
+        return "contrastive" if server_round % 2 == 1 else "report-generation"
+    return schedule
+
+
+class ObjectiveFedAvg(FedAvg):
+    """FedAvg weighted by examples; sites with 0 examples for the round's objective are left out."""
+
+    def __init__(self, *, schedule: str, site_names: list[str], **kwargs) -> None:
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+        super().__init__(**kwargs)
+        self.schedule, self.site_names = schedule, site_names
+        self.round_log: dict[int, dict] = {}
+        self._started: dict[int, float] = {}
+        self._bytes_down = 0
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+                        ) -> Iterable[Message]:
+        self._started[server_round] = time.perf_counter()
+        self._bytes_down = arrays.count_bytes()
+        config["objective"] = objective_for(server_round, self.schedule)
+        return super().configure_train(server_round, arrays, config, grid)
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]
+                        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        replies = list(replies)
+        sites: dict[str, dict] = {}
+        useful = []
+        for reply in replies:
+            if reply.has_error():
+                name = f"node-{reply.metadata.src_node_id}"
+                sites[name] = {"status": f"error: {reply.error.reason}", "examples": 0, "bytes_up": 0,
+                               "bytes_down": self._bytes_down, "epsilon": None}
+                continue
+            m = reply.content["metrics"]
+            index = int(m["site-index"])
+            name = self.site_names[index] if 0 <= index < len(self.site_names) else f"node-{reply.metadata.src_node_id}"
+            n = int(m["num-examples"])
+            sites[name] = {"status": "ok" if n else "no data for this objective", "examples": n,
+                           "loss": float(m["loss"]) if n else None, "bytes_up": int(m["bytes-up"]),
+                           "bytes_down": self._bytes_down, "epsilon": None}
+            if n:
+                useful.append(reply)
+        self.round_log[server_round] = {"objective": objective_for(server_round, self.schedule), "sites": sites}
+        if not useful:
+            return None, None
+        return super().aggregate_train(server_round, useful)
+
+    def round_seconds(self, server_round: int) -> float:
+        return time.perf_counter() - self._started.get(server_round, time.perf_counter())

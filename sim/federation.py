@@ -1,0 +1,81 @@
+"""Run a simulated federation through Flower's own simulation runtime (``flwr run``, Ray).
+
+Each run gets a private FLWR_HOME and free loopback ports, run-time dependency installation off,
+telemetry off; the managed local SuperLink that ``flwr run`` starts is stopped by PID after the
+run, and the run's final status is read back (``flwr run`` exits 0 even when the app failed).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+APP_DIR = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def flower_env(flwr_home: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"FLWR_HOME": str(flwr_home), "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
+                "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1", "HF_HUB_OFFLINE": "1",
+                "FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(_free_port()),
+                "FLWR_LOCAL_CONTROL_API_PORT": str(_free_port()),
+                # flwr spawns flower-superlink by name: it must find this environment's copy.
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"})
+    return env
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value))
+
+
+def _superlink_pids(flwr_home: Path) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", "flower-superlink"], capture_output=True, text=True).stdout.split()
+    pids = []
+    for pid in out:
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"FLWR_HOME={flwr_home}".encode() in environ:
+            pids.append(int(pid))
+    return pids
+
+
+def run_flower(run_config: dict, *, num_sites: int, flwr_home: Path, timeout: float = 3600) -> dict:
+    """``flwr run`` the app on the local simulation runtime; returns the run's status record."""
+    flwr_home.mkdir(parents=True, exist_ok=True)
+    env = flower_env(flwr_home)
+    flwr = str(Path(sys.executable).parent / "flwr")
+    overrides = " ".join(f"{k}={_toml_value(v)}" for k, v in run_config.items())
+    federation = f"num-supernodes={num_sites} client-resources-num-cpus=1"
+    log = open(flwr_home / "flwr-run.log", "w", encoding="utf-8")
+    try:
+        subprocess.run([flwr, "run", str(APP_DIR), "local", "--stream", "--run-config", overrides,
+                        "--federation-config", federation], env=env, stdout=log, stderr=subprocess.STDOUT,
+                       timeout=timeout, check=False, cwd=str(flwr_home))
+        listing = subprocess.run([flwr, "ls", "local", "--format", "json"], env=env, capture_output=True,
+                                 text=True, timeout=120, cwd=str(flwr_home))
+        runs = json.loads(listing.stdout or "{}").get("runs", [])
+        return runs[-1] if runs else {"status": "unknown"}
+    finally:
+        log.close()
+        for pid in _superlink_pids(flwr_home):
+            os.kill(pid, signal.SIGTERM)
+        time.sleep(1)
+        for pid in _superlink_pids(flwr_home):
+            os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,107 @@
+"""Split a dataset's training patients into virtual hospital sites.
+
+Partitions are by patient (no patient at two sites); the official validate/test splits never
+reach a site. Each site gets a report language and may be text-only (it keeps the reports and
+drops the images, like a hospital contributing only its report archive).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from client.sources.records import Record
+from shared_model.findings import DEFAULT_EVAL_LABELS
+
+
+@dataclass(frozen=True)
+class SiteSpec:
+    name: str
+    language: str
+    text_only: bool = False
+
+
+def parse_partition(scheme: str) -> tuple[str, float | None]:
+    if scheme in ("iid", "view"):
+        return scheme, None
+    if scheme.startswith("dirichlet:"):
+        try:
+            alpha = float(scheme.split(":", 1)[1])
+        except ValueError:
+            alpha = -1.0
+        if alpha > 0:
+            return "dirichlet", alpha
+    raise ValueError(f"--partition {scheme!r}: use iid, view or dirichlet:ALPHA with ALPHA > 0")
+
+
+def _primary_label(records: list[Record]) -> str:
+    """The first positive evaluation finding of a patient (or 'normal'): the class label skew acts on."""
+    for name in DEFAULT_EVAL_LABELS:
+        if any(r.labels.get(name) == 1.0 for r in records):
+            return name
+    return "normal"
+
+
+def assign_patients(records: list[Record], n_sites: int, scheme: str, seed: int) -> dict[str, int]:
+    """patient id -> site index, for the training split only."""
+    kind, alpha = parse_partition(scheme)
+    rng = np.random.default_rng(seed)
+    by_patient: dict[str, list[Record]] = {}
+    for r in records:
+        if r.split == "train":
+            by_patient.setdefault(r.patient_id, []).append(r)
+    patients = sorted(by_patient)
+    if len(patients) < n_sites:
+        raise ValueError(f"{len(patients)} training patients cannot fill {n_sites} sites")
+    if kind == "iid":
+        order = rng.permutation(len(patients))
+        return {patients[i]: k % n_sites for k, i in enumerate(order)}
+    if kind == "view":
+        keys = sorted({(by_patient[p][0].modality, by_patient[p][0].view) for p in patients})
+        key_site = {key: i % n_sites for i, key in enumerate(keys)}
+        return {p: key_site[(by_patient[p][0].modality, by_patient[p][0].view)] for p in patients}
+    groups: dict[str, list[str]] = {}
+    for p in patients:
+        groups.setdefault(_primary_label(by_patient[p]), []).append(p)
+    assignment = {}
+    for label in sorted(groups):
+        members = [groups[label][i] for i in rng.permutation(len(groups[label]))]
+        shares = rng.dirichlet([alpha] * n_sites)
+        cuts = (np.cumsum(shares)[:-1] * len(members)).round().astype(int)
+        for site, chunk in enumerate(np.split(np.array(members, dtype=object), cuts)):
+            assignment.update({p: site for p in chunk})
+    # A site left with no patient would be no hospital at all: give it one from the largest site.
+    for site in range(n_sites):
+        if site not in assignment.values():
+            donor = max(range(n_sites), key=lambda s: sum(v == s for v in assignment.values()))
+            assignment[next(p for p, s in assignment.items() if s == donor)] = site
+    return assignment
+
+
+def write_sites(records: list[Record], sites: list[SiteSpec], scheme: str, seed: int, root: Path
+                ) -> dict[str, int]:
+    """Write ``root/<site>/manifest.jsonl`` per site; returns records per site."""
+    assignment = assign_patients(records, len(sites), scheme, seed)
+    counts = {}
+    for index, site in enumerate(sites):
+        folder = root / site.name
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = []
+        seen_text = set()
+        for r in records:
+            if assignment.get(r.patient_id) != index or r.language != site.language:
+                continue
+            if site.text_only:
+                if r.study_id in seen_text:  # one report per study, not one per image
+                    continue
+                seen_text.add(r.study_id)
+            rows.append({"image": "" if site.text_only else r.image, "report": r.report, "language": r.language,
+                         "split": "train", "patient_id": r.patient_id, "study_id": r.study_id,
+                         "modality": r.modality, "view": r.view,
+                         **{k: "" if v != v else v for k, v in r.labels.items()}})
+        with open(folder / "manifest.jsonl", "w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        counts[site.name] = len(rows)
+    return counts
