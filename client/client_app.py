@@ -23,20 +23,20 @@ from shared_model.objectives import TrainConfig  # noqa: E402
 app = ClientApp()
 
 
-def site_of(context: Context) -> tuple[str, str]:
-    """(site name, data path) of this node."""
+def data_path_of(context: Context) -> str:
+    """Where this node's data is."""
     if "data-path" in context.node_config:
-        return str(context.node_config.get("site", context.node_id)), str(context.node_config["data-path"])
+        return str(context.node_config["data-path"])
     run_dir = Path(str(context.run_config["run-dir"]))
     names = json.loads((run_dir / "sites.json").read_text(encoding="utf-8"))["sites"]
     name = names[int(context.node_config["partition-id"])]
-    return name, str(run_dir / "sites" / name / "manifest.jsonl")
+    return str(run_dir / "sites" / name / "manifest.jsonl")
 
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     rc, config = context.run_config, msg.content["config"]
-    site, data_path = site_of(context)
+    data_path = data_path_of(context)
     cfg = get_preset(str(rc["preset"]))
     device = resolve_device(str(rc.get("device", "auto")))
     examples, _ = site_examples(data_path, cfg.image_size)
@@ -45,14 +45,12 @@ def train(msg: Message, context: Context) -> Message:
     model.to(device)
     objective = str(config["objective"])
     train_cfg = TrainConfig(batch_size=int(rc["batch-size"]), lr=float(rc["lr"]), lm_lr=float(rc["lm-lr"]))
-    seed = int(rc["seed"]) * 1000 + int(config["server-round"]) * 10 + int(context.node_id % 10)
+    index = int(context.node_config.get("partition-id", -1))
+    # Seeded by site, not by node id (random per run), so the same seed gives the same run.
+    seed = int(rc["seed"]) * 100_003 + int(config["server-round"]) * 101 + (index if index >= 0 else context.node_id % 97)
     loss, n = local_update(model, examples, objective, train=train_cfg, epochs=int(rc["local-epochs"]),
                            seed=seed, device=device)
     arrays = ArrayRecord(model.cpu().state_dict())
     metrics = MetricRecord({"num-examples": n, "loss": loss if n else 0.0,
-                            "bytes-up": arrays.count_bytes(), "site-index": _site_index(site, context)})
+                            "bytes-up": arrays.count_bytes(), "site-index": index})
     return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
-
-
-def _site_index(site: str, context: Context) -> int:
-    return int(context.node_config.get("partition-id", -1)) if "partition-id" in context.node_config else -1
