@@ -36,7 +36,7 @@ def parse_partition(scheme: str) -> tuple[str, float | None]:
     raise ValueError(f"--partition {scheme!r}: use iid, view or dirichlet:ALPHA with ALPHA > 0")
 
 
-def _primary_label(records: list[Record]) -> str:
+def primary_label(records: list[Record]) -> str:
     """The first positive evaluation finding of a patient (or 'normal'): the class label skew acts on."""
     for name in DEFAULT_EVAL_LABELS:
         if any(r.labels.get(name) == 1.0 for r in records):
@@ -64,7 +64,7 @@ def assign_patients(records: list[Record], n_sites: int, scheme: str, seed: int)
         return {p: key_site[(by_patient[p][0].modality, by_patient[p][0].view)] for p in patients}
     groups: dict[str, list[str]] = {}
     for p in patients:
-        groups.setdefault(_primary_label(by_patient[p]), []).append(p)
+        groups.setdefault(primary_label(by_patient[p]), []).append(p)
     assignment = {}
     for label in sorted(groups):
         members = [groups[label][i] for i in rng.permutation(len(groups[label]))]
