@@ -47,7 +47,7 @@ def train(msg: Message, context: Context) -> Message:
     train_cfg = TrainConfig(batch_size=int(rc["batch-size"]), lr=float(rc["lr"]), lm_lr=float(rc["lm-lr"]))
     index = int(context.node_config.get("partition-id", -1))
     # Seeded by site, not by node id (random per run), so the same seed gives the same run.
-    seed = int(rc["seed"]) * 100_003 + int(config["server-round"]) * 101 + (index if index >= 0 else context.node_id % 97)
+    seed = int(rc["seed"]) * 100_003 + int(config["global-round"]) * 101 + (index if index >= 0 else context.node_id % 97)
     loss, n = local_update(model, examples, objective, train=train_cfg, epochs=int(rc["local-epochs"]),
                            seed=seed, device=device)
     arrays = ArrayRecord(model.cpu().state_dict())

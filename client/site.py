@@ -40,6 +40,9 @@ def local_update(model: M3FM, examples: Examples, objective: str, *, train: Trai
     if n < 2:
         return float("nan"), 0
     gen = torch.Generator().manual_seed(seed)
+    # The report objective's noise draws from the global RNG; simulation workers are reused
+    # across sites and rounds, so seed it too or the same run gives different weights.
+    torch.manual_seed(seed)
     loss = float("nan")
     if objective == "contrastive":
         optimizer = make_optimizer(model.clip.parameters(), train.lr, train.weight_decay)

@@ -17,8 +17,8 @@ from flwr.serverapp import Grid, ServerApp
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from server.run_state import load_round, save_round  # noqa: E402
 from server.strategy import ObjectiveFedAvg  # noqa: E402
-from shared_model.checkpoint import save_checkpoint  # noqa: E402
 from shared_model.config import get_preset  # noqa: E402
 from shared_model.device import resolve_device  # noqa: E402
 from shared_model.evaluate import evaluate_model  # noqa: E402
@@ -42,29 +42,36 @@ def main(grid: Grid, context: Context) -> None:
     train, test, data_report = load_split_examples(str(rc["data"]), cfg.image_size, ("en", "zh"))
     eval_inputs = evaluation_inputs(test, DEFAULT_EVAL_LABELS)
     bank = bank_texts(train, 2000, int(rc["seed"]))
-    strategy = ObjectiveFedAvg(schedule=str(rc["schedule"]), site_names=sites, fraction_train=1.0,
-                               fraction_evaluate=0.0, min_train_nodes=int(rc["min-sites"]),
+    state = load_round(run_dir, model) if bool(rc["resume"]) else None
+    done = state["round"] if state else 0
+    rounds: list[dict] = state["rounds"] if state else []
+    initial: dict = state["initial"] if state else {}
+    strategy = ObjectiveFedAvg(schedule=str(rc["schedule"]), site_names=sites, round_offset=done,
+                               fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=int(rc["min-sites"]),
                                min_available_nodes=int(rc["min-sites"]))
-    rounds: list[dict] = []
-    initial: dict = {}
     started = time.perf_counter()
 
     def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord:
+        global_round = server_round + done
         model.load_state_dict(arrays.to_torch_state_dict())
         model.to(device)
         final = evaluate_model(model, **eval_inputs, bank_texts=bank, device=device)
-        if server_round == 0:
+        if global_round == 0:
             initial.update(auc_macro=final["auc_macro"], bleu4={lang: b["bleu4"] for lang, b in final["bleu"].items()})
-        else:
-            log = strategy.round_log.get(server_round, {})
-            rounds.append({"round": server_round, "objective": log.get("objective"), "auc_macro": final["auc_macro"],
+        elif server_round > 0:
+            log = strategy.round_log.get(global_round, {})
+            rounds.append({"round": global_round, "objective": log.get("objective"), "auc_macro": final["auc_macro"],
                            "bleu4": {lang: b["bleu4"] for lang, b in final["bleu"].items()},
-                           "seconds": strategy.round_seconds(server_round), "sites": log.get("sites", {})})
-            save_checkpoint(run_dir / "model.safetensors", model, extra={"round": server_round})
+                           "seconds": strategy.round_seconds(global_round), "sites": log.get("sites", {})})
+            save_round(run_dir, model, server_round=global_round, rounds=rounds, initial=initial)
         evaluate.last = final
         return MetricRecord({"auc-macro": final["auc_macro"]})
 
-    strategy.start(grid=grid, initial_arrays=ArrayRecord(model.state_dict()), num_rounds=int(rc["num-server-rounds"]),
-                   timeout=float(rc["round-timeout"]), train_config=ConfigRecord({}), evaluate_fn=evaluate)
+    remaining = int(rc["num-server-rounds"]) - done
+    if remaining > 0:
+        strategy.start(grid=grid, initial_arrays=ArrayRecord(model.state_dict()), num_rounds=remaining,
+                       timeout=float(rc["round-timeout"]), train_config=ConfigRecord({}), evaluate_fn=evaluate)
+    else:
+        evaluate(0, ArrayRecord(model.state_dict()))
     write_results(run_dir, mode="federated", config=dict(rc), final=evaluate.last, rounds=rounds,
                   data_report=data_report, seconds={"total": time.perf_counter() - started}, sites=sites, initial=initial)

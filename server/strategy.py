@@ -21,20 +21,23 @@ def objective_for(server_round: int, schedule: str) -> str:
 class ObjectiveFedAvg(FedAvg):
     """FedAvg weighted by examples; sites with 0 examples for the round's objective are left out."""
 
-    def __init__(self, *, schedule: str, site_names: list[str], **kwargs) -> None:
+    def __init__(self, *, schedule: str, site_names: list[str], round_offset: int = 0, **kwargs) -> None:
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
         super().__init__(**kwargs)
-        self.schedule, self.site_names = schedule, site_names
+        # Flower numbers a resumed run's rounds from 1 again; the offset keeps global round numbers.
+        self.schedule, self.site_names, self.round_offset = schedule, site_names, round_offset
         self.round_log: dict[int, dict] = {}
         self._started: dict[int, float] = {}
         self._bytes_down = 0
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
                         ) -> Iterable[Message]:
-        self._started[server_round] = time.perf_counter()
+        global_round = server_round + self.round_offset
+        self._started[global_round] = time.perf_counter()
         self._bytes_down = arrays.count_bytes()
-        config["objective"] = objective_for(server_round, self.schedule)
+        config["objective"] = objective_for(global_round, self.schedule)
+        config["global-round"] = global_round
         return super().configure_train(server_round, arrays, config, grid)
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
@@ -57,10 +60,11 @@ class ObjectiveFedAvg(FedAvg):
                            "bytes_down": self._bytes_down, "epsilon": None}
             if n:
                 useful.append(reply)
-        self.round_log[server_round] = {"objective": objective_for(server_round, self.schedule), "sites": sites}
+        global_round = server_round + self.round_offset
+        self.round_log[global_round] = {"objective": objective_for(global_round, self.schedule), "sites": sites}
         if not useful:
             return None, None
         return super().aggregate_train(server_round, useful)
 
-    def round_seconds(self, server_round: int) -> float:
-        return time.perf_counter() - self._started.get(server_round, time.perf_counter())
+    def round_seconds(self, global_round: int) -> float:
+        return time.perf_counter() - self._started.get(global_round, time.perf_counter())

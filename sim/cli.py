@@ -58,9 +58,16 @@ def _central(args: argparse.Namespace) -> int:
 def _sim(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from sim.simulate import SimConfig, run_simulation
+    from sim.simulate import SimConfig, resume_config, run_simulation
     from sim.summary import print_final
 
+    if args.resume:
+        cfg = resume_config(args.resume)
+        console = Console()
+        with console.status(f"resuming {args.resume}"):
+            results = run_simulation(cfg, resume=True)
+        print_final(console, results["final"], title=f"federated ({cfg.sites} sites, {cfg.rounds} rounds)")
+        return 0
     if args.data is None:
         from sim.synth import generate
 
@@ -70,7 +77,8 @@ def _sim(args: argparse.Namespace) -> int:
     try:
         cfg = SimConfig(data=args.data, out=args.out, sites=args.sites, rounds=args.rounds,
                         partition=args.partition, languages=tuple(args.languages), seed=args.seed,
-                        local_epochs=args.local_epochs, text_only_sites=args.text_only_sites)
+                        local_epochs=args.local_epochs, text_only_sites=args.text_only_sites,
+                        batch_size=args.batch_size)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     console = Console()
@@ -123,7 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--languages", nargs="+", default=["en", "en", "zh", "en"], help="report language per site")
     p.add_argument("--text-only-sites", type=int, default=1)
     p.add_argument("--local-epochs", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", metavar="RUNDIR", help="continue an interrupted run after its last completed round")
     p.set_defaults(func=_sim)
     return parser
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -43,7 +44,7 @@ def _toml_value(value) -> str:
     return json.dumps(str(value))
 
 
-def _superlink_pids(flwr_home: Path) -> list[int]:
+def superlink_pids(flwr_home: Path) -> list[int]:
     out = subprocess.run(["pgrep", "-f", "flower-superlink"], capture_output=True, text=True).stdout.split()
     pids = []
     for pid in out:
@@ -71,11 +72,14 @@ def run_flower(run_config: dict, *, num_sites: int, flwr_home: Path, timeout: fl
         listing = subprocess.run([flwr, "ls", "local", "--format", "json"], env=env, capture_output=True,
                                  text=True, timeout=120, cwd=str(flwr_home))
         runs = json.loads(listing.stdout or "{}").get("runs", [])
-        return runs[-1] if runs else {"status": "unknown"}
+        # A resumed run shares FLWR_HOME with the run it resumes: find this one by its id.
+        started = re.search(r"Successfully started run (\d+)", (flwr_home / "flwr-run.log").read_text())
+        mine = [r for r in runs if started and str(r.get("run-id")) == started.group(1)]
+        return mine[0] if mine else {"status": "not started (see flwr-run.log)"}
     finally:
         log.close()
-        for pid in _superlink_pids(flwr_home):
+        for pid in superlink_pids(flwr_home):
             os.kill(pid, signal.SIGTERM)
         time.sleep(1)
-        for pid in _superlink_pids(flwr_home):
+        for pid in superlink_pids(flwr_home):
             os.kill(pid, signal.SIGKILL)

@@ -44,9 +44,33 @@ class SimConfig:
                          text_only=i >= self.sites - self.text_only_sites) for i in range(self.sites)]
 
 
-def run_simulation(cfg: SimConfig) -> dict:
+def run_simulation(cfg: SimConfig, *, resume: bool = False) -> dict:
+    """Partition, then run on Flower; with ``resume`` continue the run in ``cfg.out`` after its last round."""
     out = Path(cfg.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        _write_sites(cfg, out)
+    run_config = {"run-dir": str(out), "data": str(Path(cfg.data).resolve()), "num-server-rounds": cfg.rounds,
+                  "min-sites": cfg.sites, "local-epochs": cfg.local_epochs, "schedule": cfg.schedule,
+                  "preset": cfg.preset, "seed": cfg.seed, "batch-size": cfg.batch_size, "resume": resume}
+    status = run_flower(run_config, num_sites=cfg.sites, flwr_home=out / ".flwr", timeout=cfg.timeout)
+    if status.get("status") != "finished:completed":
+        raise DataError(out / ".flwr" / "flwr-run.log",
+                        f"the Flower run ended as {status.get('status')!r}: see this log for the reason")
+    return json.loads((out / "results.json").read_text(encoding="utf-8"))
+
+
+def resume_config(run_dir: str | Path) -> SimConfig:
+    """The configuration a run directory was started with (``m3fed sim --resume RUNDIR``)."""
+    path = Path(run_dir) / "sim-config.json"
+    if not path.is_file():
+        raise DataError(path, "not found: not an m3fed sim run directory")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["languages"] = tuple(data["languages"])
+    return SimConfig(**data)
+
+
+def _write_sites(cfg: SimConfig, out: Path) -> None:
     records, _ = load_records(cfg.data)
     specs = cfg.site_specs()
     counts = write_sites(records, specs, cfg.partition, cfg.seed, out / "sites")
@@ -56,11 +80,3 @@ def run_simulation(cfg: SimConfig) -> dict:
     (out / "sites.json").write_text(json.dumps({"sites": [s.name for s in specs], "records": counts,
                                                 "specs": [dataclasses.asdict(s) for s in specs]}, indent=2))
     (out / "sim-config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
-    run_config = {"run-dir": str(out), "data": str(Path(cfg.data).resolve()), "num-server-rounds": cfg.rounds,
-                  "min-sites": cfg.sites, "local-epochs": cfg.local_epochs, "schedule": cfg.schedule,
-                  "preset": cfg.preset, "seed": cfg.seed, "batch-size": cfg.batch_size}
-    status = run_flower(run_config, num_sites=cfg.sites, flwr_home=out / ".flwr", timeout=cfg.timeout)
-    if status.get("status") != "finished:completed":
-        raise DataError(out / ".flwr" / "flwr-run.log",
-                        f"the Flower run ended as {status.get('status')!r}: see this log for the reason")
-    return json.loads((out / "results.json").read_text(encoding="utf-8"))

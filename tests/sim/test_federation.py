@@ -3,22 +3,38 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+from safetensors.torch import load_file
 
 from shared_model.tokenizer import load_tokenizer
+from sim.federation import superlink_pids
 from sim.simulate import SimConfig, run_simulation
 from sim.synth import generate
 
 
+def _config(data: Path, out: Path) -> SimConfig:
+    return SimConfig(data=str(data), out=str(out), sites=3, rounds=2, languages=("en", "zh", "en"),
+                     text_only_sites=1, local_epochs=4, batch_size=16, seed=0, timeout=1200)
+
+
 @pytest.fixture(scope="module")
-def federated_run(tmp_path_factory) -> Path:
+def fed_data(tmp_path_factory) -> Path:
     data = tmp_path_factory.mktemp("fed_data")
     generate(data, patients=100, seed=5, difficulty=0.0)
+    return data
+
+
+@pytest.fixture(scope="module")
+def federated_run(tmp_path_factory, fed_data) -> Path:
     out = tmp_path_factory.mktemp("fed_run")
-    run_simulation(SimConfig(data=str(data), out=str(out), sites=3, rounds=2, languages=("en", "zh", "en"),
-                             text_only_sites=1, local_epochs=4, batch_size=16, seed=0, timeout=1200))
+    run_simulation(_config(fed_data, out))
     return out
 
 
@@ -52,3 +68,49 @@ def test_global_model_changed_and_learned(federated_run):
     # report-generation round every site's last local epoch must be at least one nat better.
     lm_losses = [site["loss"] for site in doc["rounds"][1]["sites"].values()]
     assert all(loss < math.log(load_tokenizer().vocab_size) - 1.0 for loss in lm_losses), lm_losses
+
+
+def _kill_run(process: subprocess.Popen, flwr_home: Path) -> None:
+    """SIGKILL the m3fed process and the SuperLink it started (with its simulation workers)."""
+    pids = [process.pid, *superlink_pids(flwr_home)]
+    for pid in pids:
+        try:
+            group = os.getpgid(pid)
+            if group == os.getpgid(0):  # never our own group: that would kill pytest
+                os.kill(pid, signal.SIGKILL)
+            else:
+                os.killpg(group, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    process.wait(timeout=60)
+
+
+def test_killed_after_round_one_resumes_to_the_same_model(federated_run, fed_data, tmp_path):
+    out = tmp_path / "killed"
+    cfg = _config(fed_data, out)
+    # Prepare: start the run in its own process group; kill it once round 1 is on disk.
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sim.cli", "sim", "--data", str(fed_data), "--out", str(out), "--sites", "3",
+         "--rounds", "2", "--languages", "en", "zh", "en", "--text-only-sites", "1", "--local-epochs", "4",
+         "--batch-size", "16", "--seed", "0"], env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 900
+        while not (out / "state.json").is_file() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert json.loads((out / "state.json").read_text())["round"] == 1
+    finally:
+        _kill_run(process, out / ".flwr")
+    assert not (out / "results.json").exists()  # it really died mid-run
+
+    # Execute
+    resumed = run_simulation(cfg, resume=True)
+
+    # Assert: rounds contiguous, none repeated; weights equal the uninterrupted run's.
+    assert [r["round"] for r in resumed["rounds"]] == [1, 2]
+    reference = json.loads((federated_run / "results.json").read_text(encoding="utf-8"))
+    assert resumed["initial"] == reference["initial"]
+    a, b = load_file(str(out / "model.safetensors")), load_file(str(federated_run / "model.safetensors"))
+    assert a.keys() == b.keys()
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4

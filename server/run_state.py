@@ -1,0 +1,38 @@
+"""What a federated run leaves on disk after every round, so ``--resume`` loses and repeats nothing.
+
+After round r: ``model.safetensors`` (global weights, with the round in its header), then
+``state.json`` (round r, the per-round log, the initial metrics), each written to a temporary
+file and renamed, so a crash leaves either round r-1's pair or round r's, never a mix.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from shared_model.checkpoint import load_weights_into, read_metadata, save_checkpoint
+from shared_model.model import M3FM
+
+STATE = "state.json"
+WEIGHTS = "model.safetensors"
+
+
+def save_round(run_dir: Path, model: M3FM, *, server_round: int, rounds: list[dict], initial: dict) -> None:
+    tmp = run_dir / f".{WEIGHTS}.tmp"
+    save_checkpoint(tmp, model, extra={"round": server_round})
+    os.replace(tmp, run_dir / WEIGHTS)
+    tmp = run_dir / f".{STATE}.tmp"
+    tmp.write_text(json.dumps({"round": server_round, "rounds": rounds, "initial": initial}, indent=2))
+    os.replace(tmp, run_dir / STATE)
+
+
+def load_round(run_dir: Path, model: M3FM) -> dict | None:
+    """Load the last completed round into ``model``; None when the run has not completed one."""
+    path = run_dir / STATE
+    if not path.is_file():
+        return None
+    state = json.loads(path.read_text(encoding="utf-8"))
+    if read_metadata(run_dir / WEIGHTS).get("round") != state["round"]:
+        raise ValueError(f"{run_dir}: {WEIGHTS} and {STATE} disagree on the last round; refusing to resume")
+    load_weights_into(model, run_dir / WEIGHTS)
+    return state
