@@ -17,6 +17,8 @@ from flwr.serverapp import Grid, ServerApp
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from client.dataset import decode  # noqa: E402
+from client.sources import load_records  # noqa: E402
 from server.run_state import load_round, save_round  # noqa: E402
 from server.strategy import ObjectiveFedAvg  # noqa: E402
 from shared_model.config import get_preset  # noqa: E402
@@ -24,7 +26,6 @@ from shared_model.device import resolve_device  # noqa: E402
 from shared_model.evaluate import evaluate_model  # noqa: E402
 from shared_model.findings import DEFAULT_EVAL_LABELS  # noqa: E402
 from shared_model.model import build_model  # noqa: E402
-from sim.central import load_split_examples  # noqa: E402
 from sim.evaldata import bank_texts, evaluation_inputs  # noqa: E402
 from sim.results import write_results  # noqa: E402
 
@@ -39,9 +40,12 @@ def main(grid: Grid, context: Context) -> None:
     cfg, device = get_preset(str(rc["preset"])), resolve_device(str(rc.get("device", "auto")))
     torch.manual_seed(int(rc["seed"]))
     model = build_model(cfg)
-    train, test, data_report = load_split_examples(str(rc["data"]), cfg.image_size, ("en", "zh"))
+    # The server needs the test images and only the texts of the training reports (memory bank).
+    records, report = load_records(str(rc["data"]))
+    test = decode([r for r in records if r.split == "test"], cfg.image_size, report)
     eval_inputs = evaluation_inputs(test, DEFAULT_EVAL_LABELS)
-    bank = bank_texts(train, 2000, int(rc["seed"]))
+    bank = bank_texts([r for r in records if r.split == "train"], 2000, int(rc["seed"]))
+    data_report = report.summary(test.records)
     state = load_round(run_dir, model) if bool(rc["resume"]) else None
     done = state["round"] if state else 0
     rounds: list[dict] = state["rounds"] if state else []

@@ -99,7 +99,7 @@ def run_central(cfg: CentralConfig, console: Console | None = None) -> dict:
     train_seconds = time.perf_counter() - started
     with console.status("evaluating on the test split"):
         final = evaluate_model(model, **evaluation_inputs(test, cfg.eval_labels),
-                               bank_texts=bank_texts(train, cfg.bank_size, cfg.seed), device=device,
+                               bank_texts=bank_texts(train.records, cfg.bank_size, cfg.seed), device=device,
                                num_beams=cfg.num_beams, languages=cfg.languages)
     config = {**dataclasses.asdict(cfg), "model": model_cfg.to_dict()}
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")

@@ -6,6 +6,7 @@ import random
 import numpy as np
 
 from client.dataset import Examples
+from client.sources.records import Record
 
 
 def evaluation_inputs(test: Examples, labels: tuple[str, ...]) -> dict:
@@ -28,9 +29,9 @@ def evaluation_inputs(test: Examples, labels: tuple[str, ...]) -> dict:
             "references": references}
 
 
-def bank_texts(train: Examples, size: int, seed: int) -> list[str]:
+def bank_texts(train: list[Record], size: int, seed: int) -> list[str]:
     """Distinct training reports (all languages), sampled down to ``size`` for the memory bank."""
-    texts = sorted({r.report for r in train.records})
+    texts = sorted({r.report for r in train})
     if len(texts) > size:
         texts = random.Random(seed).sample(texts, size)
     return texts
