@@ -9,12 +9,13 @@ import json
 import os
 from pathlib import Path
 
-from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.common.constant import ErrorCode
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from client.site import local_update, site_examples  # noqa: E402  (offline flag first)
+from client.site import failure_after, local_update, site_examples  # noqa: E402  (offline flag first)
 from shared_model.config import get_preset  # noqa: E402
 from shared_model.device import resolve_device  # noqa: E402
 from shared_model.model import build_model  # noqa: E402
@@ -35,6 +36,16 @@ def data_path_of(context: Context) -> str:
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
+    """One local update; a failure becomes a short error reply that names the site."""
+    index = int(context.node_config.get("partition-id", -1))
+    try:
+        return _train(msg, context, index)
+    except Exception as exc:  # the server reports it as this site's round status and goes on
+        reason = f"[site {index}] {type(exc).__name__}: {exc}"
+        return Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=msg)
+
+
+def _train(msg: Message, context: Context, index: int) -> Message:
     rc, config = context.run_config, msg.content["config"]
     data_path = data_path_of(context)
     cfg = get_preset(str(rc["preset"]))
@@ -45,11 +56,12 @@ def train(msg: Message, context: Context) -> Message:
     model.to(device)
     objective = str(config["objective"])
     train_cfg = TrainConfig(batch_size=int(rc["batch-size"]), lr=float(rc["lr"]), lm_lr=float(rc["lm-lr"]))
-    index = int(context.node_config.get("partition-id", -1))
     # Seeded by site, not by node id (random per run), so the same seed gives the same run.
     seed = int(rc["seed"]) * 100_003 + int(config["global-round"]) * 101 + (index if index >= 0 else context.node_id % 97)
+    dropped = {int(i) for i in str(rc.get("drop-sites", "")).split(",") if i.strip()}
+    dies = index in dropped and int(config["global-round"]) >= int(rc.get("drop-round", 1))
     loss, n = local_update(model, examples, objective, train=train_cfg, epochs=int(rc["local-epochs"]),
-                           seed=seed, device=device)
+                           seed=seed, device=device, on_step=failure_after(1) if dies else None)
     arrays = ArrayRecord(model.cpu().state_dict())
     metrics = MetricRecord({"num-examples": n, "loss": loss if n else 0.0,
                             "bytes-up": arrays.count_bytes(), "site-index": index})

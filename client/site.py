@@ -28,7 +28,7 @@ def example_count(examples: Examples, objective: str) -> int:
 
 
 def local_update(model: M3FM, examples: Examples, objective: str, *, train: TrainConfig, epochs: int,
-                 seed: int, device: torch.device) -> tuple[float, int]:
+                 seed: int, device: torch.device, on_step=None) -> tuple[float, int]:
     """Run ``epochs`` local epochs of one objective; returns (mean loss, examples used).
 
     A site without data for the objective (a text-only site in a contrastive round) trains
@@ -47,9 +47,26 @@ def local_update(model: M3FM, examples: Examples, objective: str, *, train: Trai
     if objective == "contrastive":
         optimizer = make_optimizer(model.clip.parameters(), train.lr, train.weight_decay)
         for _ in range(epochs):
-            loss = contrastive_epoch(model, pair_batches(examples, train.batch_size, gen), optimizer, train, device)
+            loss = contrastive_epoch(model, pair_batches(examples, train.batch_size, gen), optimizer, train, device,
+                                     on_step=on_step)
     else:
         optimizer = make_optimizer(model.lm.parameters(), train.lm_lr, train.weight_decay)
         for _ in range(epochs):
-            loss = lm_epoch(model, text_batches(examples, train.batch_size, gen), optimizer, train, device)
+            loss = lm_epoch(model, text_batches(examples, train.batch_size, gen), optimizer, train, device,
+                            on_step=on_step)
     return loss, n
+
+
+class InjectedFailure(RuntimeError):
+    """A site made to die mid-round on purpose (``m3fed sim --drop-sites``)."""
+
+
+def failure_after(steps: int):
+    """An ``on_step`` callback that kills the update after ``steps`` optimizer steps."""
+    done = [0]
+
+    def on_step(_loss: float) -> None:
+        done[0] += 1
+        if done[0] >= steps:
+            raise InjectedFailure(f"injected failure: site died after {steps} local step(s) of the round")
+    return on_step

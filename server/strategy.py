@@ -1,6 +1,7 @@
 """Flower's FedAvg, told which objective each round trains, and keeping a per-site round log."""
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable
 
@@ -47,8 +48,8 @@ class ObjectiveFedAvg(FedAvg):
         useful = []
         for reply in replies:
             if reply.has_error():
-                name = f"node-{reply.metadata.src_node_id}"
-                sites[name] = {"status": f"error: {reply.error.reason}", "examples": 0, "bytes_up": 0,
+                name, reason = self._error_site(reply)
+                sites[name] = {"status": f"error: {reason}", "examples": 0, "bytes_up": 0,
                                "bytes_down": self._bytes_down, "epsilon": None}
                 continue
             m = reply.content["metrics"]
@@ -65,6 +66,15 @@ class ObjectiveFedAvg(FedAvg):
         if not useful:
             return None, None
         return super().aggregate_train(server_round, useful)
+
+    def _error_site(self, reply: Message) -> tuple[str, str]:
+        """Site name and a one-line reason; our ClientApp prefixes its errors with ``[site N]``."""
+        reason = (reply.error.reason or f"error code {reply.error.code}").strip()
+        match = re.match(r"\[site (-?\d+)\] (.*)", reason, re.S)
+        if match and 0 <= int(match.group(1)) < len(self.site_names):
+            return self.site_names[int(match.group(1))], match.group(2)[:300]
+        # Flower's own errors (crash, node unavailable) carry tracebacks: keep the last line.
+        return f"node-{reply.metadata.src_node_id}", reason.splitlines()[-1][:300]
 
     def round_seconds(self, global_round: int) -> float:
         return time.perf_counter() - self._started.get(global_round, time.perf_counter())

@@ -78,7 +78,7 @@ def _sim(args: argparse.Namespace) -> int:
         cfg = SimConfig(data=args.data, out=args.out, sites=args.sites, rounds=args.rounds,
                         partition=args.partition, languages=tuple(args.languages), seed=args.seed,
                         local_epochs=args.local_epochs, text_only_sites=args.text_only_sites,
-                        batch_size=args.batch_size)
+                        batch_size=args.batch_size, drop_sites=args.drop_sites)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     console = Console()
@@ -132,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-only-sites", type=int, default=1)
     p.add_argument("--local-epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--drop-sites", type=int, default=0,
+                   help="K sites die in the middle of a round (from the middle round on), chosen from --seed")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", metavar="RUNDIR", help="continue an interrupted run after its last completed round")
     p.set_defaults(func=_sim)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ class SimConfig:
     preset: str = "tiny"
     seed: int = 0
     timeout: float = 3600.0
+    drop_sites: int = 0  # sites that die mid-round from the middle round on, chosen from the seed
 
     def __post_init__(self) -> None:
         parse_partition(self.partition)
@@ -36,6 +38,8 @@ class SimConfig:
             raise ValueError("--text-only-sites must leave at least one site with images")
         if self.rounds < 1 or self.local_epochs < 1:
             raise ValueError("--rounds and --local-epochs must be at least 1")
+        if not 0 <= self.drop_sites < self.sites:
+            raise ValueError("--drop-sites must leave at least one site alive")
         if any(lang not in ("en", "zh") for lang in self.languages):
             raise ValueError("--languages takes en and zh")
 
@@ -52,7 +56,8 @@ def run_simulation(cfg: SimConfig, *, resume: bool = False) -> dict:
         _write_sites(cfg, out)
     run_config = {"run-dir": str(out), "data": str(Path(cfg.data).resolve()), "num-server-rounds": cfg.rounds,
                   "min-sites": cfg.sites, "local-epochs": cfg.local_epochs, "schedule": cfg.schedule,
-                  "preset": cfg.preset, "seed": cfg.seed, "batch-size": cfg.batch_size, "resume": resume}
+                  "preset": cfg.preset, "seed": cfg.seed, "batch-size": cfg.batch_size, "resume": resume,
+                  **_failure_injection(cfg)}
     status = run_flower(run_config, num_sites=cfg.sites, flwr_home=out / ".flwr", timeout=cfg.timeout)
     if status.get("status") != "finished:completed":
         raise DataError(out / ".flwr" / "flwr-run.log",
@@ -80,3 +85,11 @@ def _write_sites(cfg: SimConfig, out: Path) -> None:
     (out / "sites.json").write_text(json.dumps({"sites": [s.name for s in specs], "records": counts,
                                                 "specs": [dataclasses.asdict(s) for s in specs]}, indent=2))
     (out / "sim-config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+
+
+def _failure_injection(cfg: SimConfig) -> dict:
+    """Which sites die, and from which round: reproducible under ``--seed``."""
+    if not cfg.drop_sites:
+        return {"drop-sites": "", "drop-round": 1}
+    dead = sorted(random.Random(cfg.seed).sample(range(cfg.sites), cfg.drop_sites))
+    return {"drop-sites": ",".join(map(str, dead)), "drop-round": max(1, (cfg.rounds + 1) // 2)}

@@ -1,6 +1,7 @@
 """A real Flower simulation (``flwr run`` on the local simulation runtime): 3 sites, 2 rounds."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -114,3 +115,15 @@ def test_killed_after_round_one_resumes_to_the_same_model(federated_run, fed_dat
     a, b = load_file(str(out / "model.safetensors")), load_file(str(federated_run / "model.safetensors"))
     assert a.keys() == b.keys()
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4
+
+
+def test_a_site_that_dies_mid_round_is_reported_and_the_run_goes_on(fed_data, tmp_path):
+    cfg = dataclasses.replace(_config(fed_data, tmp_path / "drop"), local_epochs=1, drop_sites=1)
+    doc = run_simulation(cfg)
+    assert [r["round"] for r in doc["rounds"]] == [1, 2]
+    statuses = {name: [r["sites"][name]["status"] for r in doc["rounds"]] for name in ("site-1", "site-2", "site-3")}
+    dead = [name for name, s in statuses.items() if all("injected failure" in x for x in s)]
+    assert len(dead) == 1, statuses
+    alive = [s for name, s in statuses.items() if name not in dead]
+    assert all(x in ("ok", "no data for this objective") for s in alive for x in s)
+    assert all(r["auc_macro"] is not None for r in doc["rounds"])
