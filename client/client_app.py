@@ -50,7 +50,7 @@ def _train(msg: Message, context: Context, index: int) -> Message:
     data_path = data_path_of(context)
     cfg = get_preset(str(rc["preset"]))
     device = resolve_device(str(rc.get("device", "auto")))
-    examples, _ = site_examples(data_path, cfg.image_size)
+    examples = site_examples(data_path, cfg.image_size)
     model = build_model(cfg)
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
     model.to(device)

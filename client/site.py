@@ -14,11 +14,10 @@ OBJECTIVES = ("contrastive", "report-generation")
 
 
 @lru_cache(maxsize=4)
-def site_examples(data_path: str, image_size: int) -> tuple[Examples, dict]:
+def site_examples(data_path: str, image_size: int) -> Examples:
     """The site's training examples, decoded once per process (a SuperNode process serves many rounds)."""
     records, report = load_records(data_path)
-    examples = decode([r for r in records if r.split == "train"], image_size, report)
-    return examples, report.summary(examples.records)
+    return decode([r for r in records if r.split == "train"], image_size, report)
 
 
 def example_count(examples: Examples, objective: str) -> int:
