@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 from flwr.app import ArrayRecord, Context, Error, Message, MetricRecord, RecordDict
@@ -15,54 +16,81 @@ from flwr.common.constant import ErrorCode
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from client.site import failure_after, local_update, site_examples  # noqa: E402  (offline flag first)
+from client.progress import report_progress  # noqa: E402
+from client.site import failure_after, local_evaluation, local_update, site_examples  # noqa: E402  (offline flag first)
 from shared_model.config import get_preset  # noqa: E402
+from sim.standalone import standalone_run_dir  # noqa: E402
 from shared_model.device import resolve_device  # noqa: E402
 from shared_model.model import build_model  # noqa: E402
 from shared_model.objectives import TrainConfig  # noqa: E402
 
 app = ClientApp()
+TRAINED_PREFIX = {"contrastive": "clip.", "report-generation": "lm."}
 
 
 def data_path_of(context: Context) -> str:
     """Where this node's data is."""
     if "data-path" in context.node_config:
         return str(context.node_config["data-path"])
-    run_dir = Path(str(context.run_config["run-dir"]))
+    run_dir = Path(str(context.run_config["run-dir"]) or standalone_run_dir(context.run_id))
     names = json.loads((run_dir / "sites.json").read_text(encoding="utf-8"))["sites"]
     name = names[int(context.node_config["partition-id"])]
     return str(run_dir / "sites" / name / "manifest.jsonl")
 
 
-@app.train()
-def train(msg: Message, context: Context) -> Message:
-    """One local update; a failure becomes a short error reply that names the site."""
-    index = int(context.node_config.get("partition-id", -1))
-    try:
-        return _train(msg, context, index)
-    except Exception as exc:  # the server reports it as this site's round status and goes on
-        reason = f"[site {index}] {type(exc).__name__}: {exc}"
-        return Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=msg)
+def _guarded(handler):
+    """A failure becomes a short error reply naming the site: the server reports it and goes on."""
+    def run(msg: Message, context: Context) -> Message:
+        index = int(context.node_config.get("partition-id", -1))
+        try:
+            return handler(msg, context, index)
+        except Exception as exc:  # noqa: BLE001 - any site failure is that site's round status
+            reason = f"[site {index}] {type(exc).__name__}: {exc}"
+            return Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=msg)
+    run.__name__ = handler.__name__
+    return run
 
 
-def _train(msg: Message, context: Context, index: int) -> Message:
-    rc, config = context.run_config, msg.content["config"]
-    data_path = data_path_of(context)
+def _global_model(msg: Message, context: Context):
+    rc = context.run_config
     cfg = get_preset(str(rc["preset"]))
     device = resolve_device(str(rc.get("device", "auto")))
-    examples = site_examples(data_path, cfg.image_size)
     model = build_model(cfg)
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
-    model.to(device)
-    objective = str(config["objective"])
+    return model.to(device), cfg, device
+
+
+@app.train()
+@_guarded
+def train(msg: Message, context: Context, index: int) -> Message:
+    """One local update of the objective the server asked for."""
+    started = time.perf_counter()
+    rc, config = context.run_config, msg.content["config"]
+    model, cfg, device = _global_model(msg, context)
+    examples = site_examples(data_path_of(context), cfg.image_size)
     train_cfg = TrainConfig(batch_size=int(rc["batch-size"]), lr=float(rc["lr"]), lm_lr=float(rc["lm-lr"]))
     # Seeded by site, not by node id (random per run), so the same seed gives the same run.
     seed = int(rc["seed"]) * 100_003 + int(config["global-round"]) * 101 + (index if index >= 0 else context.node_id % 97)
     dropped = {int(i) for i in str(rc.get("drop-sites", "")).split(",") if i.strip()}
     dies = index in dropped and int(config["global-round"]) >= int(rc.get("drop-round", 1))
-    loss, n = local_update(model, examples, objective, train=train_cfg, epochs=int(rc["local-epochs"]),
-                           seed=seed, device=device, on_step=failure_after(1) if dies else None)
-    arrays = ArrayRecord(model.cpu().state_dict())
-    metrics = MetricRecord({"num-examples": n, "loss": loss if n else 0.0,
-                            "bytes-up": arrays.count_bytes(), "site-index": index})
+    loss, n = local_update(model, examples, str(config["objective"]), train=train_cfg, epochs=int(rc["local-epochs"]),
+                           seed=seed, device=device, on_step=failure_after(1) if dies else None,
+                           proximal_mu=float(config.get("proximal-mu", 0.0)))
+    # Only what this objective trained goes back (the other half did not change): fewer bytes up.
+    trained = TRAINED_PREFIX[str(config["objective"])] if n else "-"
+    arrays = ArrayRecord({k: v for k, v in model.cpu().state_dict().items() if k.startswith(trained)})
+    seconds = time.perf_counter() - started
+    report_progress(str(rc.get("progress-file", "")), event="site", round=int(config["global-round"]), site=index,
+                    objective=str(config["objective"]), loss=loss if n else None, examples=n, seconds=seconds)
+    metrics = MetricRecord({"num-examples": n, "loss": loss if n else 0.0, "bytes-up": arrays.count_bytes(),
+                            "site-index": index, "seconds": seconds})
     return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
+
+
+@app.evaluate()
+@_guarded
+def evaluate(msg: Message, context: Context, index: int) -> Message:
+    """The global model on this site's own test patients (client-side evaluation)."""
+    model, cfg, device = _global_model(msg, context)
+    metrics = local_evaluation(model, data_path_of(context), cfg.image_size, device, seed=int(context.run_config["seed"]))
+    return Message(RecordDict({"metrics": MetricRecord({**metrics, "site-index": index})}), reply_to=msg)

@@ -6,18 +6,24 @@ from functools import lru_cache
 import torch
 
 from client.dataset import Examples, decode, pair_batches, text_batches
+from client.evaldata import bank_texts, evaluation_inputs
 from client.sources import load_records
+from shared_model.evaluate import evaluate_model
+from shared_model.findings import DEFAULT_EVAL_LABELS
 from shared_model.model import M3FM
-from shared_model.objectives import TrainConfig, contrastive_epoch, lm_epoch, make_optimizer
+from shared_model.objectives import TrainConfig, add_proximal_term, contrastive_epoch, lm_epoch, make_optimizer
 
 OBJECTIVES = ("contrastive", "report-generation")
 
 
-@lru_cache(maxsize=4)
-def site_examples(data_path: str, image_size: int) -> Examples:
-    """The site's training examples, decoded once per process (a SuperNode process serves many rounds)."""
+@lru_cache(maxsize=8)
+def site_examples(data_path: str, image_size: int, split: str = "train") -> Examples:
+    """The site's examples of one split, decoded once per process (a SuperNode process serves many rounds).
+
+    ``train`` rows are trained on; ``test`` rows only evaluate the global model at the site.
+    """
     records, report = load_records(data_path)
-    return decode([r for r in records if r.split == "train"], image_size, report)
+    return decode([r for r in records if r.split == split], image_size, report)
 
 
 def example_count(examples: Examples, objective: str) -> int:
@@ -27,7 +33,7 @@ def example_count(examples: Examples, objective: str) -> int:
 
 
 def local_update(model: M3FM, examples: Examples, objective: str, *, train: TrainConfig, epochs: int,
-                 seed: int, device: torch.device, on_step=None) -> tuple[float, int]:
+                 seed: int, device: torch.device, on_step=None, proximal_mu: float = 0.0) -> tuple[float, int]:
     """Run ``epochs`` local epochs of one objective; returns (mean loss, examples used).
 
     A site without data for the objective (a text-only site in a contrastive round) trains
@@ -44,16 +50,35 @@ def local_update(model: M3FM, examples: Examples, objective: str, *, train: Trai
     torch.manual_seed(seed)
     loss = float("nan")
     if objective == "contrastive":
-        optimizer = make_optimizer(model.clip.parameters(), train.lr, train.weight_decay)
+        optimizer = add_proximal_term(make_optimizer(model.clip.parameters(), train.lr, train.weight_decay),
+                                      proximal_mu)
         for _ in range(epochs):
             loss = contrastive_epoch(model, pair_batches(examples, train.batch_size, gen), optimizer, train, device,
                                      on_step=on_step)
     else:
-        optimizer = make_optimizer(model.lm.parameters(), train.lm_lr, train.weight_decay)
+        optimizer = add_proximal_term(make_optimizer(model.lm.parameters(), train.lm_lr, train.weight_decay),
+                                      proximal_mu)
         for _ in range(epochs):
             loss = lm_epoch(model, text_batches(examples, train.batch_size, gen), optimizer, train, device,
                             on_step=on_step)
     return loss, n
+
+
+def local_evaluation(model: M3FM, data_path: str, image_size: int, device: torch.device, *, seed: int) -> dict:
+    """The global model on the site's own test patients, in the site's language(s).
+
+    The memory bank comes from the site's own training reports: it is built here and never leaves.
+    """
+    test = site_examples(data_path, image_size, "test")
+    inputs = evaluation_inputs(test, DEFAULT_EVAL_LABELS)
+    if not len(inputs["images"]) or not inputs["references"]:
+        return {"num-examples": 0, "auc-macro": float("nan"), "bleu4": 0.0}
+    languages = tuple(sorted(inputs["references"]))
+    bank = bank_texts(site_examples(data_path, image_size, "train").records, 2000, seed)
+    final = evaluate_model(model, **inputs, bank_texts=bank or inputs["references"][languages[0]][1],
+                           device=device, languages=languages)
+    bleu = [final["bleu"][lang]["bleu4"] for lang in languages]
+    return {"num-examples": len(inputs["images"]), "auc-macro": final["auc_macro"], "bleu4": sum(bleu) / len(bleu)}
 
 
 class InjectedFailure(RuntimeError):

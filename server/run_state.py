@@ -1,6 +1,7 @@
 """What a federated run leaves on disk after every round, so ``--resume`` loses and repeats nothing.
 
-After round r: ``model.safetensors`` (global weights, with the round in its header), then
+After round r: ``strategy.safetensors`` (a server optimiser's moments, FedAdam only),
+``model.safetensors`` (global weights, with the round in its header), then
 ``state.json`` (round r, the per-round log, the initial metrics), each written to a temporary
 file and renamed, so a crash leaves either round r-1's pair or round r's, never a mix.
 """
@@ -10,14 +11,24 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
 from shared_model.checkpoint import load_weights_into, read_metadata, save_checkpoint
 from shared_model.model import M3FM
 
 STATE = "state.json"
 WEIGHTS = "model.safetensors"
+STRATEGY = "strategy.safetensors"
 
 
-def save_round(run_dir: Path, model: M3FM, *, server_round: int, rounds: list[dict], initial: dict) -> None:
+def save_round(run_dir: Path, model: M3FM, *, server_round: int, rounds: list[dict], initial: dict,
+               strategy_arrays: dict[str, np.ndarray] | None = None) -> None:
+    if strategy_arrays:  # a server optimiser's moments (FedAdam): resumed with the weights
+        tmp = run_dir / f".{STRATEGY}.tmp"
+        save_file({k: np.ascontiguousarray(v) for k, v in strategy_arrays.items()}, str(tmp),
+                  metadata={"round": str(server_round)})
+        os.replace(tmp, run_dir / STRATEGY)
     tmp = run_dir / f".{WEIGHTS}.tmp"
     save_checkpoint(tmp, model, extra={"round": server_round})
     os.replace(tmp, run_dir / WEIGHTS)
@@ -35,4 +46,21 @@ def load_round(run_dir: Path, model: M3FM) -> dict | None:
     if read_metadata(run_dir / WEIGHTS).get("round") != state["round"]:
         raise ValueError(f"{run_dir}: {WEIGHTS} and {STATE} disagree on the last round; refusing to resume")
     load_weights_into(model, run_dir / WEIGHTS)
+    state["strategy_arrays"] = load_file(str(run_dir / STRATEGY)) if (run_dir / STRATEGY).is_file() else {}
     return state
+
+
+def strategy_arrays(strategy) -> dict[str, np.ndarray]:
+    """The server optimiser state of Flower's FedOpt family (first and second moments), if any."""
+    out = {}
+    for name in ("m_t", "v_t"):
+        for key, value in (getattr(strategy, name, None) or {}).items():
+            out[f"{name}/{key}"] = value
+    return out
+
+
+def restore_strategy(strategy, arrays: dict[str, np.ndarray]) -> None:
+    for name in ("m_t", "v_t"):
+        moments = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(f"{name}/")}
+        if moments:
+            setattr(strategy, name, moments)

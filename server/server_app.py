@@ -1,7 +1,8 @@
-"""The Flower ServerApp (Message API): FedAvg over both objectives, evaluation each round, results.
+"""The Flower ServerApp (Message API): a Flower strategy over both objectives, evaluation, results.
 
-Evaluation here uses the official test split of the simulated dataset (run config ``data``):
-in a simulation the researcher owns all data. Results go to ``<run-dir>/results.json``.
+Results go to ``<run-dir>/results.json`` (``m3fed.results/1``), with the global weights and
+strategy state after every round for ``--resume``. Started by ``flwr run .`` without a
+``run-dir``, the app prepares the default synthetic federation itself (``sim.simulate``).
 """
 from __future__ import annotations
 
@@ -17,65 +18,101 @@ from flwr.serverapp import Grid, ServerApp
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from client.dataset import decode  # noqa: E402
-from client.sources import load_records  # noqa: E402
-from server.run_state import load_round, save_round  # noqa: E402
-from server.strategy import ObjectiveFedAvg  # noqa: E402
+from client.progress import report_progress  # noqa: E402
+from server.evaluation import ServerEvaluation  # noqa: E402
+from server.results import write_results  # noqa: E402
+from server.run_state import load_round, restore_strategy, save_round, strategy_arrays  # noqa: E402
+from server.strategy import make_strategy  # noqa: E402
 from shared_model.config import get_preset  # noqa: E402
 from shared_model.device import resolve_device  # noqa: E402
-from shared_model.evaluate import evaluate_model  # noqa: E402
-from shared_model.findings import DEFAULT_EVAL_LABELS  # noqa: E402
 from shared_model.model import build_model  # noqa: E402
-from sim.evaldata import bank_texts, evaluation_inputs  # noqa: E402
-from sim.results import write_results  # noqa: E402
 
 app = ServerApp()
+
+
+def _metrics(final: dict) -> dict:
+    return {"auc_macro": final["auc_macro"], "bleu4": {lang: b["bleu4"] for lang, b in final["bleu"].items()}}
+
+
+def strategy_options(rc) -> dict:
+    name = str(rc.get("strategy", "fedavg"))
+    if name == "fedprox":
+        return {"proximal_mu": float(rc.get("proximal-mu", 0.01))}
+    if name == "fedadam":  # eta_l is informational in Flower; the sites' own lr is lr / lm-lr
+        return {"eta": float(rc.get("server-lr", 0.01)), "eta_l": float(rc["lr"])}
+    return {}
 
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     rc = context.run_config
-    run_dir = Path(str(rc["run-dir"]))
+    run_dir, data = Path(str(rc["run-dir"])), str(rc["data"])
+    if not str(rc["run-dir"]):
+        from sim.standalone import prepare_standalone  # `flwr run .` on its own: the default federation
+
+        run_dir, data = prepare_standalone(context.run_id, num_sites=len(list(grid.get_node_ids())))
     sites = json.loads((run_dir / "sites.json").read_text(encoding="utf-8"))["sites"]
     cfg, device = get_preset(str(rc["preset"])), resolve_device(str(rc.get("device", "auto")))
     torch.manual_seed(int(rc["seed"]))
     model = build_model(cfg)
-    # The server needs the test images and only the texts of the training reports (memory bank).
-    records, report = load_records(str(rc["data"]))
-    test = decode([r for r in records if r.split == "test"], cfg.image_size, report)
-    eval_inputs = evaluation_inputs(test, DEFAULT_EVAL_LABELS)
-    bank = bank_texts([r for r in records if r.split == "train"], 2000, int(rc["seed"]))
-    data_report = report.summary(test.records)
+    evaluation = ServerEvaluation(data, cfg.image_size, seed=int(rc["seed"]), run_dir=run_dir, sites=sites)
     state = load_round(run_dir, model) if bool(rc["resume"]) else None
     done = state["round"] if state else 0
     rounds: list[dict] = state["rounds"] if state else []
     initial: dict = state["initial"] if state else {}
-    strategy = ObjectiveFedAvg(schedule=str(rc["schedule"]), site_names=sites, round_offset=done,
-                               fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=int(rc["min-sites"]),
-                               min_available_nodes=int(rc["min-sites"]))
+    total = int(rc["num-server-rounds"])
+    progress = str(rc.get("progress-file", ""))
+    strategy = make_strategy(str(rc.get("strategy", "fedavg")), options=strategy_options(rc),
+                             schedule=str(rc["schedule"]), site_names=sites, round_offset=done,
+                             min_live_sites=int(rc.get("min-live-sites", 1)), total_rounds=total,
+                             client_eval_every=int(rc.get("client-eval-every", 0)),
+                             fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=int(rc["min-sites"]),
+                             min_evaluate_nodes=int(rc["min-sites"]), min_available_nodes=int(rc["min-sites"]))
+    if state:
+        restore_strategy(strategy, state["strategy_arrays"])
     started = time.perf_counter()
+    last: dict = {}
 
     def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord:
         global_round = server_round + done
         model.load_state_dict(arrays.to_torch_state_dict())
         model.to(device)
-        final = evaluate_model(model, **eval_inputs, bank_texts=bank, device=device)
-        if global_round == 0:
-            initial.update(auc_macro=final["auc_macro"], bleu4={lang: b["bleu4"] for lang, b in final["bleu"].items()})
+        final_round = global_round == total or strategy.round_log.get(global_round, {}).get("stopped")
+        result = evaluation(model, device, reports=bool(final_round))
+        last.clear()
+        last.update(result)
+        if server_round == 0 and not state:
+            initial.update(_metrics(result))
         elif server_round > 0:
             log = strategy.round_log.get(global_round, {})
-            rounds.append({"round": global_round, "objective": log.get("objective"), "auc_macro": final["auc_macro"],
-                           "bleu4": {lang: b["bleu4"] for lang, b in final["bleu"].items()},
-                           "seconds": strategy.round_seconds(global_round), "sites": log.get("sites", {})})
-            save_round(run_dir, model, server_round=global_round, rounds=rounds, initial=initial)
-        evaluate.last = final
-        return MetricRecord({"auc-macro": final["auc_macro"]})
+            rounds.append({"round": global_round, "objective": log.get("objective"), **_metrics(result),
+                           "seconds": log.get("seconds"), "sites": log.get("sites", {}),
+                           **({"site_eval": strategy.site_eval[global_round]}
+                              if global_round in strategy.site_eval else {}),
+                           **({"stopped": log["stopped"]} if log.get("stopped") else {})})
+            save_round(run_dir, model, server_round=global_round, rounds=rounds, initial=initial,
+                       strategy_arrays=strategy_arrays(strategy))
+            report_progress(progress, event="round", **rounds[-1])
+            if log.get("stopped"):
+                raise StopRun(log["stopped"])
+        return MetricRecord({"auc-macro": result["auc_macro"]})
 
-    remaining = int(rc["num-server-rounds"]) - done
-    if remaining > 0:
-        strategy.start(grid=grid, initial_arrays=ArrayRecord(model.state_dict()), num_rounds=remaining,
-                       timeout=float(rc["round-timeout"]), train_config=ConfigRecord({}), evaluate_fn=evaluate)
-    else:
-        evaluate(0, ArrayRecord(model.state_dict()))
-    write_results(run_dir, mode="federated", config=dict(rc), final=evaluate.last, rounds=rounds,
-                  data_report=data_report, seconds={"total": time.perf_counter() - started}, sites=sites, initial=initial)
+    stopped = None
+    try:
+        if total - done > 0:
+            strategy.start(grid=grid, initial_arrays=ArrayRecord(model.state_dict()), num_rounds=total - done,
+                           timeout=float(rc["round-timeout"]), train_config=ConfigRecord({}),
+                           evaluate_config=ConfigRecord({}), evaluate_fn=evaluate)
+        else:
+            evaluate(0, ArrayRecord(model.state_dict()))
+    except StopRun as exc:
+        stopped = str(exc)
+    if stopped and not last.get("bleu"):
+        last.update(evaluation(model, device, reports=True))
+    write_results(run_dir, mode="federated", config=dict(rc), final=last, rounds=rounds,
+                  data_report=evaluation.data_report, seconds={"total": time.perf_counter() - started},
+                  sites=sites, initial=initial, **({"stopped": stopped} if stopped else {}))
+
+
+class StopRun(Exception):
+    """Too few live sites: the run ends cleanly with the last good model."""

@@ -1,4 +1,10 @@
-"""Flower's FedAvg, told which objective each round trains, and keeping a per-site round log."""
+"""Flower's own strategies (FedAvg, FedProx, FedAdam), told which objective each round trains.
+
+``ObjectiveRounds`` is mixed in front of the chosen Flower strategy: it names each round's
+objective, keeps a per-site round log (status, examples, loss, bytes, seconds), leaves out sites
+with no data for the objective, asks sites to evaluate locally on the configured rounds, and stops
+the run when fewer than ``min_live_sites`` sites answer.
+"""
 from __future__ import annotations
 
 import re
@@ -7,9 +13,14 @@ from collections.abc import Iterable
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import FedAvg
+from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx
 
 SCHEDULES = ("alternate", "contrastive", "report-generation")
+STRATEGIES = {"fedavg": FedAvg, "fedprox": FedProx, "fedadam": FedAdam}
+
+
+class TooFewSites(RuntimeError):
+    """Fewer live sites than the configured minimum: the run stops cleanly after this round."""
 
 
 def objective_for(server_round: int, schedule: str) -> str:
@@ -19,53 +30,101 @@ def objective_for(server_round: int, schedule: str) -> str:
     return schedule
 
 
-class ObjectiveFedAvg(FedAvg):
-    """FedAvg weighted by examples; sites with 0 examples for the round's objective are left out."""
+class ObjectiveRounds:
+    """Mixin over a Flower strategy; every Flower keyword argument passes through unchanged."""
 
-    def __init__(self, *, schedule: str, site_names: list[str], round_offset: int = 0, **kwargs) -> None:
+    def __init__(self, *, schedule: str, site_names: list[str], round_offset: int = 0, min_live_sites: int = 1,
+                 total_rounds: int = 0, client_eval_every: int = 0, **flower_kwargs) -> None:
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
-        super().__init__(**kwargs)
+        super().__init__(**flower_kwargs)
         # Flower numbers a resumed run's rounds from 1 again; the offset keeps global round numbers.
         self.schedule, self.site_names, self.round_offset = schedule, site_names, round_offset
+        self.min_live_sites, self.total_rounds, self.client_eval_every = min_live_sites, total_rounds, client_eval_every
         self.round_log: dict[int, dict] = {}
+        self.site_eval: dict[int, dict] = {}
         self._started: dict[int, float] = {}
         self._bytes_down = 0
+        self._global = ArrayRecord()
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
                         ) -> Iterable[Message]:
         global_round = server_round + self.round_offset
         self._started[global_round] = time.perf_counter()
         self._bytes_down = arrays.count_bytes()
+        self._global = arrays
         config["objective"] = objective_for(global_round, self.schedule)
         config["global-round"] = global_round
         return super().configure_train(server_round, arrays, config, grid)
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        replies = list(replies)
         sites: dict[str, dict] = {}
         useful = []
         for reply in replies:
             if reply.has_error():
                 name, reason = self._error_site(reply)
                 sites[name] = {"status": f"error: {reason}", "examples": 0, "bytes_up": 0,
-                               "bytes_down": self._bytes_down, "epsilon": None}
+                               "bytes_down": self._bytes_down, "seconds": None, "epsilon": None}
                 continue
             m = reply.content["metrics"]
-            index = int(m["site-index"])
-            name = self.site_names[index] if 0 <= index < len(self.site_names) else f"node-{reply.metadata.src_node_id}"
+            name = self._site_name(int(m["site-index"]), reply)
             n = int(m["num-examples"])
             sites[name] = {"status": "ok" if n else "no data for this objective", "examples": n,
                            "loss": float(m["loss"]) if n else None, "bytes_up": int(m["bytes-up"]),
-                           "bytes_down": self._bytes_down, "epsilon": None}
+                           "bytes_down": self._bytes_down, "seconds": float(m["seconds"]), "epsilon": None}
             if n:
+                self._complete(reply.content["arrays"])
                 useful.append(reply)
+        for name in self.site_names:
+            sites.setdefault(name, {"status": "no reply within the round timeout", "examples": 0, "bytes_up": 0,
+                                    "bytes_down": self._bytes_down, "seconds": None, "epsilon": None})
         global_round = server_round + self.round_offset
-        self.round_log[global_round] = {"objective": objective_for(global_round, self.schedule), "sites": sites}
-        if not useful:
+        # Seconds from sending the model to having every reply: the round's training, without evaluation.
+        self.round_log[global_round] = {"objective": objective_for(global_round, self.schedule), "sites": sites,
+                                        "seconds": self.round_seconds(global_round)}
+        live = sum(not s["status"].startswith(("error", "no reply")) for s in sites.values())
+        if live < self.min_live_sites:  # too few to trust an average: keep the old model and stop
+            self.round_log[global_round]["stopped"] = (
+                f"only {live} site(s) answered round {global_round}; the minimum is {self.min_live_sites}")
             return None, None
-        return super().aggregate_train(server_round, useful)
+        return super().aggregate_train(server_round, useful) if useful else (None, None)
+
+    def _complete(self, arrays: ArrayRecord) -> None:
+        """Sites send back only the half of the model their objective trained; the rest is the global copy."""
+        for key in self._global:
+            if key not in arrays:
+                arrays[key] = self._global[key]
+
+    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+                           ) -> Iterable[Message]:
+        global_round = server_round + self.round_offset
+        last = global_round == self.total_rounds
+        due = self.client_eval_every > 0 and global_round % self.client_eval_every == 0
+        if not (last or due) or self.round_log.get(global_round, {}).get("stopped"):
+            return []
+        config["global-round"] = global_round
+        return super().configure_evaluate(server_round, arrays, config, grid)
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+        """Keep each site's own metrics (in its language) rather than only their average."""
+        per_site = {}
+        for reply in replies:
+            if reply.has_error():
+                name, reason = self._error_site(reply)
+                per_site[name] = {"status": f"error: {reason}"}
+                continue
+            m = reply.content["metrics"]
+            per_site[self._site_name(int(m["site-index"]), reply)] = {
+                "status": "ok", "test_images": int(m["num-examples"]),
+                "auc_macro": float(m["auc-macro"]) if m["auc-macro"] == m["auc-macro"] else None,
+                "bleu4": float(m["bleu4"]) if int(m["num-examples"]) else None}
+        if per_site:
+            self.site_eval[server_round + self.round_offset] = per_site
+        return None
+
+    def _site_name(self, index: int, reply: Message) -> str:
+        return self.site_names[index] if 0 <= index < len(self.site_names) else f"node-{reply.metadata.src_node_id}"
 
     def _error_site(self, reply: Message) -> tuple[str, str]:
         """Site name and a one-line reason; our ClientApp prefixes its errors with ``[site N]``."""
@@ -78,3 +137,12 @@ class ObjectiveFedAvg(FedAvg):
 
     def round_seconds(self, global_round: int) -> float:
         return time.perf_counter() - self._started.get(global_round, time.perf_counter())
+
+
+def make_strategy(name: str, *, options: dict | None = None, **kwargs) -> FedAvg:
+    """``fedavg`` | ``fedprox`` (options: proximal_mu) | ``fedadam`` (options: eta, eta_l, beta_1, beta_2, tau)."""
+    if name not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
+    base = STRATEGIES[name]
+    cls = type(f"Objective{base.__name__}", (ObjectiveRounds, base), {})
+    return cls(**kwargs, **(options or {}))

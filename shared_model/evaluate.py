@@ -86,17 +86,23 @@ def report_metrics(references: list[str], hypotheses: list[str], language: str) 
 
 def evaluate_model(model: M3FM, *, images: torch.Tensor, labels: dict[str, np.ndarray],
                    references: dict[str, tuple[list[int], list[str]]], bank_texts: list[str],
-                   device: torch.device, num_beams: int = 1, languages: tuple[str, ...] = ("en", "zh")) -> dict:
+                   device: torch.device, num_beams: int = 1, languages: tuple[str, ...] = ("en", "zh"),
+                   reports: bool = True, groups: dict[str, set[int]] | None = None) -> dict:
     """The ``final`` block of results.json.
 
     ``images`` are the distinct test images (uint8), ``labels`` their CheXpert values per finding,
     ``references[lang]`` = (image row, reference report) pairs; reports are generated from the
     images through the memory bank of ``bank_texts`` (training reports) in every language.
+    ``reports=False`` skips generation (AUC only: the cheap per-round check). ``groups`` names
+    subsets of image rows (e.g. the test patients of each site) scored separately per language.
     """
     image_emb = embed_images(model, images, device)
     result = zero_shot_auc(model, image_emb, labels, languages, device)
-    bank = embed_texts(model, bank_texts, device)
     result.update({"bleu": {}, "rougeL": {}, "examples": {}})
+    if not reports:
+        return result
+    bank = embed_texts(model, bank_texts, device)
+    by_group: dict[str, dict[str, float]] = {}
     for lang, (rows, refs) in references.items():
         if not rows:
             continue
@@ -104,4 +110,11 @@ def evaluate_model(model: M3FM, *, images: torch.Tensor, labels: dict[str, np.nd
         scores = report_metrics(refs, hyps, lang)
         result["bleu"][lang], result["rougeL"][lang] = scores["bleu"], scores["rougeL"]
         result["examples"][lang] = [{"reference": r, "generated": h} for r, h in list(zip(refs, hyps))[:3]]
+        for name, members in (groups or {}).items():
+            picked = [i for i, row in enumerate(rows) if row in members]
+            if picked:
+                sub = report_metrics([refs[i] for i in picked], [hyps[i] for i in picked], lang)
+                by_group.setdefault(name, {})[lang] = sub["bleu"]["bleu4"]
+    if groups is not None:
+        result["bleu4_by_group"] = by_group
     return result

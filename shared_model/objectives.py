@@ -115,3 +115,26 @@ def one_cycle(optimizer: torch.optim.Optimizer, total_steps: int) -> Scheduler:
     """10 % warm-up then cosine decay over the whole run, stepped once per update."""
     lr = optimizer.param_groups[0]["lr"]
     return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(total_steps, 1), pct_start=0.1)
+
+
+def add_proximal_term(optimizer: torch.optim.Optimizer, mu: float) -> torch.optim.Optimizer:
+    """FedProx (Li et al. 2020): each step also pulls the weights towards where the round started.
+
+    Adds ``mu * (w - w_start)``, the gradient of ``mu/2 * ||w - w_start||^2``, to every gradient just
+    before the optimiser's own step, so any loss or gradient transform (clipping, DP noise) composes.
+    """
+    if mu <= 0:
+        return optimizer
+    start = [[p.detach().clone() for p in group["params"]] for group in optimizer.param_groups]
+    inner_step = optimizer.step
+
+    def step(*args, **kwargs):
+        with torch.no_grad():
+            for group, anchors in zip(optimizer.param_groups, start):
+                for p, anchor in zip(group["params"], anchors):
+                    if p.grad is not None:
+                        p.grad.add_(p - anchor, alpha=mu)
+        return inner_step(*args, **kwargs)
+
+    optimizer.step = step
+    return optimizer

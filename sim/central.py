@@ -22,8 +22,8 @@ from shared_model.evaluate import evaluate_model
 from shared_model.findings import DEFAULT_EVAL_LABELS
 from shared_model.model import build_model, parameter_counts
 from shared_model.objectives import TrainConfig, contrastive_epoch, lm_epoch, make_optimizer, one_cycle
-from sim.evaldata import bank_texts, evaluation_inputs
-from sim.results import write_results
+from client.evaldata import bank_texts, evaluation_inputs
+from server.results import write_results
 
 
 @dataclass(frozen=True)

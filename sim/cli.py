@@ -59,38 +59,55 @@ def _sim(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from sim.simulate import SimConfig, resume_config, run_simulation
-    from sim.summary import print_final
 
+    console = Console()
     if args.resume:
         cfg = resume_config(args.resume)
-        console = Console()
-        with console.status(f"resuming {args.resume}"):
-            results = run_simulation(cfg, resume=True)
-        print_final(console, results["final"], title=f"federated ({cfg.sites} sites, {cfg.rounds} rounds)")
-        return 0
-    if args.data is None:
-        from sim.synth import generate
+    else:
+        if args.data is None:
+            from sim.synth import generate
 
-        args.data = str(Path(args.out) / "data")
-        if not (Path(args.data) / "mimic-cxr-2.0.0-split.csv.gz").is_file():
-            generate(Path(args.data), seed=args.seed)
-    try:
-        cfg = SimConfig(data=args.data, out=args.out, sites=args.sites, rounds=args.rounds,
-                        partition=args.partition, languages=tuple(args.languages), seed=args.seed,
-                        local_epochs=args.local_epochs, text_only_sites=args.text_only_sites,
-                        batch_size=args.batch_size, drop_sites=args.drop_sites)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    console = Console()
-    with console.status(f"simulating {cfg.sites} hospitals for {cfg.rounds} rounds on Flower"):
-        results = run_simulation(cfg)
-    print_final(console, results["final"], title=f"federated ({cfg.sites} sites, {cfg.rounds} rounds)")
-    console.print(f"results: {Path(args.out) / 'results.json'}")
+            args.data = str(Path(args.out) / "data")
+            if not (Path(args.data) / "m3fed-synth.json").is_file():
+                with console.status(f"writing the default synthetic dataset to {args.data}"):
+                    generate(Path(args.data), seed=args.seed)
+        try:
+            cfg = SimConfig(data=args.data, out=args.out, sites=args.sites, rounds=args.rounds,
+                            partition=args.partition, languages=tuple(args.languages), seed=args.seed,
+                            local_epochs=args.local_epochs, text_only_sites=args.text_only_sites,
+                            batch_size=args.batch_size, drop_sites=args.drop_sites, strategy=args.strategy,
+                            proximal_mu=args.proximal_mu, server_lr=args.server_lr,
+                            min_live_sites=args.min_live_sites or 1, client_eval_every=args.client_eval_every,
+                            compare=not args.no_compare)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    results = run_simulation(cfg, resume=bool(args.resume), console=console)
+    _print_comparison(console, results)
+    console.print(f"results: {Path(cfg.out) / 'results.json'} · report: {Path(cfg.out) / 'report.md'}")
     return 0
+
+
+def _print_comparison(console, results: dict) -> None:
+    from rich.table import Table
+
+    from sim.report import _bleu, comparison_rows
+
+    rows = comparison_rows(results)
+    langs = sorted({lang for _, m in rows for lang in (m.get("bleu") or {})})
+    table = Table(title="federated vs pooled vs best single site (same test split)")
+    for column in ["model", "macro AUC", *[f"BLEU-4 {lang}" for lang in langs], "seconds"]:
+        table.add_column(column, justify="left" if column == "model" else "right")
+    fmt = lambda v, d=3: "—" if v is None else f"{v:.{d}f}"  # noqa: E731
+    for label, m in rows:
+        table.add_row(label, fmt(m["auc_macro"]), *[fmt(_bleu(m, lang)) for lang in langs], fmt(m.get("seconds"), 0))
+    console.print(table)
+    if results.get("stopped"):
+        console.print(f"[yellow]run stopped early: {results['stopped']}[/]")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from sim.central import CentralConfig
+    from sim.simulate import SimConfig
     from sim.synth import DEFAULT_DIFFICULTY, DEFAULT_PATIENTS
 
     parser = argparse.ArgumentParser(prog="m3fed", description=__doc__.splitlines()[0])
@@ -122,19 +139,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vit-weights", help="local timm ViT weights (.safetensors/.pth) for the image tower")
     p.set_defaults(func=_central)
 
+    sim_defaults = SimConfig(data="", out="")
     p = sub.add_parser("sim", help="simulated federation of virtual hospitals on Flower's simulation runtime")
     p.add_argument("--data", help="dataset (default: the synthetic dataset, generated under --out)")
     p.add_argument("--out", default="runs/sim")
-    p.add_argument("--sites", type=int, default=4)
-    p.add_argument("--rounds", type=int, default=6)
-    p.add_argument("--partition", default="dirichlet:0.5", help="iid, view or dirichlet:ALPHA")
-    p.add_argument("--languages", nargs="+", default=["en", "en", "zh", "en"], help="report language per site")
-    p.add_argument("--text-only-sites", type=int, default=1)
-    p.add_argument("--local-epochs", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--sites", type=int, default=sim_defaults.sites)
+    p.add_argument("--rounds", type=int, default=sim_defaults.rounds)
+    p.add_argument("--partition", default=sim_defaults.partition,
+                   help="iid, view, dirichlet:ALPHA (label skew) or size:ALPHA (size skew)")
+    p.add_argument("--languages", nargs="+", default=list(sim_defaults.languages),
+                   help="report language per site, cycled")
+    p.add_argument("--text-only-sites", type=int, default=sim_defaults.text_only_sites)
+    p.add_argument("--local-epochs", type=int, default=sim_defaults.local_epochs)
+    p.add_argument("--batch-size", type=int, default=sim_defaults.batch_size)
+    p.add_argument("--strategy", default=sim_defaults.strategy, help="fedavg, fedprox or fedadam")
+    p.add_argument("--proximal-mu", type=float, default=sim_defaults.proximal_mu, help="FedProx's mu")
+    p.add_argument("--server-lr", type=float, default=sim_defaults.server_lr, help="FedAdam's server learning rate")
+    p.add_argument("--min-live-sites", type=int, default=None,
+                   help="end the run when fewer sites than this answer a round (default 1)")
+    p.add_argument("--client-eval-every", type=int, default=sim_defaults.client_eval_every,
+                   help="sites evaluate locally every N rounds (0: final round only)")
+    p.add_argument("--no-compare", action="store_true", help="skip the pooled and single-site baselines")
     p.add_argument("--drop-sites", type=int, default=0,
                    help="K sites die in the middle of a round (from the middle round on), chosen from --seed")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=sim_defaults.seed)
     p.add_argument("--resume", metavar="RUNDIR", help="continue an interrupted run after its last completed round")
     p.set_defaults(func=_sim)
     return parser

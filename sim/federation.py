@@ -57,7 +57,7 @@ def superlink_pids(flwr_home: Path) -> list[int]:
     return pids
 
 
-def run_flower(run_config: dict, *, num_sites: int, flwr_home: Path, timeout: float = 3600) -> dict:
+def run_flower(run_config: dict, *, num_sites: int, flwr_home: Path, timeout: float = 3600, on_tick=None) -> dict:
     """``flwr run`` the app on the local simulation runtime; returns the run's status record."""
     flwr_home.mkdir(parents=True, exist_ok=True)
     env = flower_env(flwr_home)
@@ -66,9 +66,18 @@ def run_flower(run_config: dict, *, num_sites: int, flwr_home: Path, timeout: fl
     federation = f"num-supernodes={num_sites} client-resources-num-cpus=1"
     log = open(flwr_home / "flwr-run.log", "w", encoding="utf-8")
     try:
-        subprocess.run([flwr, "run", str(APP_DIR), "local", "--stream", "--run-config", overrides,
-                        "--federation-config", federation], env=env, stdout=log, stderr=subprocess.STDOUT,
-                       timeout=timeout, check=False, cwd=str(flwr_home))
+        proc = subprocess.Popen([flwr, "run", str(APP_DIR), "local", "--stream", "--run-config", overrides,
+                                 "--federation-config", federation], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                cwd=str(flwr_home))
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None:
+            if time.monotonic() > deadline:
+                proc.kill()
+                break
+            if on_tick:
+                on_tick()
+            time.sleep(0.5)
+        proc.wait()
         listing = subprocess.run([flwr, "ls", "local", "--format", "json"], env=env, capture_output=True,
                                  text=True, timeout=120, cwd=str(flwr_home))
         runs = json.loads(listing.stdout or "{}").get("runs", [])

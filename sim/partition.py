@@ -1,7 +1,8 @@
 """Split a dataset's training patients into virtual hospital sites.
 
-Partitions are by patient (no patient at two sites); the official validate/test splits never
-reach a site. Each site gets a report language and may be text-only (it keeps the reports and
+Partitions are by patient (no patient at two sites). Training patients are split by the chosen
+scheme; the official test split is split the same way but only as each site's local evaluation
+set (``split: test`` rows, never trained on); the validate split never reaches a site. Each site gets a report language and may be text-only (it keeps the reports and
 drops the images, like a hospital contributing only its report archive).
 """
 from __future__ import annotations
@@ -26,14 +27,16 @@ class SiteSpec:
 def parse_partition(scheme: str) -> tuple[str, float | None]:
     if scheme in ("iid", "view"):
         return scheme, None
-    if scheme.startswith("dirichlet:"):
+    kind, _, value = scheme.partition(":")
+    if kind in ("dirichlet", "size"):
         try:
-            alpha = float(scheme.split(":", 1)[1])
+            alpha = float(value)
         except ValueError:
             alpha = -1.0
         if alpha > 0:
-            return "dirichlet", alpha
-    raise ValueError(f"--partition {scheme!r}: use iid, view or dirichlet:ALPHA with ALPHA > 0")
+            return kind, alpha
+    raise ValueError(f"--partition {scheme!r}: use iid, view, dirichlet:ALPHA (label skew) or size:ALPHA "
+                     "(size skew), ALPHA > 0")
 
 
 def primary_label(records: list[Record]) -> str:
@@ -44,13 +47,14 @@ def primary_label(records: list[Record]) -> str:
     return "normal"
 
 
-def assign_patients(records: list[Record], n_sites: int, scheme: str, seed: int) -> dict[str, int]:
-    """patient id -> site index, for the training split only."""
+def assign_patients(records: list[Record], n_sites: int, scheme: str, seed: int, split: str = "train"
+                    ) -> dict[str, int]:
+    """patient id -> site index, for the patients of one split."""
     kind, alpha = parse_partition(scheme)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng([seed, ("train", "test").index(split)])
     by_patient: dict[str, list[Record]] = {}
     for r in records:
-        if r.split == "train":
+        if r.split == split:
             by_patient.setdefault(r.patient_id, []).append(r)
     patients = sorted(by_patient)
     if len(patients) < n_sites:
@@ -62,6 +66,9 @@ def assign_patients(records: list[Record], n_sites: int, scheme: str, seed: int)
         keys = sorted({(by_patient[p][0].modality, by_patient[p][0].view) for p in patients})
         key_site = {key: i % n_sites for i, key in enumerate(keys)}
         return {p: key_site[(by_patient[p][0].modality, by_patient[p][0].view)] for p in patients}
+    if kind == "size":  # label-blind, site sizes drawn from Dirichlet(alpha)
+        sizes = rng.dirichlet([alpha] * n_sites)
+        return {p: int(site) for p, site in zip(patients, rng.choice(n_sites, size=len(patients), p=sizes))}
     groups: dict[str, list[str]] = {}
     for p in patients:
         groups.setdefault(primary_label(by_patient[p]), []).append(p)
@@ -82,8 +89,10 @@ def assign_patients(records: list[Record], n_sites: int, scheme: str, seed: int)
 
 def write_sites(records: list[Record], sites: list[SiteSpec], scheme: str, seed: int, root: Path
                 ) -> dict[str, int]:
-    """Write ``root/<site>/manifest.jsonl`` per site; returns records per site."""
-    assignment = assign_patients(records, len(sites), scheme, seed)
+    """Write ``root/<site>/manifest.jsonl`` per site; returns training records per site."""
+    train = assign_patients(records, len(sites), scheme, seed, "train")
+    has_test = any(r.split == "test" for r in records)
+    test = assign_patients(records, len(sites), scheme, seed, "test") if has_test else {}
     counts = {}
     for index, site in enumerate(sites):
         folder = root / site.name
@@ -91,17 +100,21 @@ def write_sites(records: list[Record], sites: list[SiteSpec], scheme: str, seed:
         rows = []
         seen_text = set()
         for r in records:
-            if assignment.get(r.patient_id) != index or r.language != site.language:
+            if r.language != site.language:
                 continue
-            if site.text_only:
-                if r.study_id in seen_text:  # one report per study, not one per image
-                    continue
-                seen_text.add(r.study_id)
-            rows.append({"image": "" if site.text_only else r.image, "report": r.report, "language": r.language,
-                         "split": "train", "patient_id": r.patient_id, "study_id": r.study_id,
-                         "modality": r.modality, "view": r.view,
+            if r.split == "train" and train.get(r.patient_id) == index:
+                if site.text_only:
+                    if r.study_id in seen_text:  # one report per study, not one per image
+                        continue
+                    seen_text.add(r.study_id)
+            elif not (r.split == "test" and test.get(r.patient_id) == index and not site.text_only):
+                continue
+            # Absolute: the manifest lives elsewhere than the data it points to.
+            rows.append({"image": "" if site.text_only else str(Path(r.image).resolve()), "report": r.report,
+                         "language": r.language, "split": r.split, "patient_id": r.patient_id,
+                         "study_id": r.study_id, "modality": r.modality, "view": r.view,
                          **{k: "" if v != v else v for k, v in r.labels.items()}})
         with open(folder / "manifest.jsonl", "w", encoding="utf-8") as handle:
             handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        counts[site.name] = len(rows)
+        counts[site.name] = sum(row["split"] == "train" for row in rows)
     return counts

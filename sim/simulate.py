@@ -7,10 +7,23 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.console import Console
+
 from client.errors import DataError
 from client.sources import load_records
+from server.evaluation import ServerEvaluation
+from server.results import update_results
+from server.strategy import STRATEGIES
+from shared_model.config import get_preset
+from shared_model.device import resolve_device
+from shared_model.objectives import TrainConfig
+from sim.baselines import run_baselines
 from sim.federation import run_flower
+from sim.live import LiveProgress
 from sim.partition import SiteSpec, parse_partition, write_sites
+from sim.report import write_report
+
+PROGRESS = "progress.jsonl"
 
 
 @dataclass(frozen=True)
@@ -29,6 +42,14 @@ class SimConfig:
     seed: int = 0
     timeout: float = 3600.0
     drop_sites: int = 0  # sites that die mid-round from the middle round on, chosen from the seed
+    strategy: str = "fedavg"
+    proximal_mu: float = 0.01
+    server_lr: float = 0.01
+    lr: float = 1e-3
+    lm_lr: float = 1e-3
+    min_live_sites: int = 1
+    client_eval_every: int = 0
+    compare: bool = True  # also train pooled and single-site baselines on the same schedule
 
     def __post_init__(self) -> None:
         parse_partition(self.partition)
@@ -42,27 +63,59 @@ class SimConfig:
             raise ValueError("--drop-sites must leave at least one site alive")
         if any(lang not in ("en", "zh") for lang in self.languages):
             raise ValueError("--languages takes en and zh")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"--strategy must be one of {', '.join(STRATEGIES)}")
+        if not 1 <= self.min_live_sites <= self.sites:
+            raise ValueError("--min-live-sites must be between 1 and --sites")
 
     def site_specs(self) -> list[SiteSpec]:
         return [SiteSpec(f"site-{i + 1}", self.languages[i % len(self.languages)],
                          text_only=i >= self.sites - self.text_only_sites) for i in range(self.sites)]
 
 
-def run_simulation(cfg: SimConfig, *, resume: bool = False) -> dict:
-    """Partition, then run on Flower; with ``resume`` continue the run in ``cfg.out`` after its last round."""
+def run_config_of(cfg: SimConfig, out: Path, *, resume: bool) -> dict:
+    """The Flower run config (kebab-case keys of ``[tool.flwr.app.config]``) for this simulation."""
+    return {"run-dir": str(out), "data": str(Path(cfg.data).resolve()), "num-server-rounds": cfg.rounds,
+            "min-sites": cfg.sites, "local-epochs": cfg.local_epochs, "schedule": cfg.schedule,
+            "preset": cfg.preset, "seed": cfg.seed, "batch-size": cfg.batch_size, "resume": resume,
+            "strategy": cfg.strategy, "proximal-mu": cfg.proximal_mu, "server-lr": cfg.server_lr, "lr": cfg.lr,
+            "lm-lr": cfg.lm_lr, "min-live-sites": cfg.min_live_sites, "client-eval-every": cfg.client_eval_every,
+            "progress-file": str(out / PROGRESS), **_failure_injection(cfg)}
+
+
+def run_simulation(cfg: SimConfig, *, resume: bool = False, console: Console | None = None) -> dict:
+    """Partition, run on Flower, then (``cfg.compare``) the baselines; writes results.json and report.md.
+
+    With ``resume`` the run in ``cfg.out`` continues after its last completed round.
+    """
+    console = console or Console(quiet=True)
     out = Path(cfg.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
     if not resume:
-        _write_sites(cfg, out)
-    run_config = {"run-dir": str(out), "data": str(Path(cfg.data).resolve()), "num-server-rounds": cfg.rounds,
-                  "min-sites": cfg.sites, "local-epochs": cfg.local_epochs, "schedule": cfg.schedule,
-                  "preset": cfg.preset, "seed": cfg.seed, "batch-size": cfg.batch_size, "resume": resume,
-                  **_failure_injection(cfg)}
-    status = run_flower(run_config, num_sites=cfg.sites, flwr_home=out / ".flwr", timeout=cfg.timeout)
-    if status.get("status") != "finished:completed":
-        raise DataError(out / ".flwr" / "flwr-run.log",
-                        f"the Flower run ended as {status.get('status')!r}: see this log for the reason")
-    return json.loads((out / "results.json").read_text(encoding="utf-8"))
+        prepare_sites(cfg, out)
+        (out / PROGRESS).unlink(missing_ok=True)
+    sites = json.loads((out / "sites.json").read_text(encoding="utf-8"))
+    with LiveProgress(console, str(out / PROGRESS), sites=sites["sites"], rounds=cfg.rounds) as live:
+        status = run_flower(run_config_of(cfg, out, resume=resume), num_sites=cfg.sites, flwr_home=out / ".flwr",
+                            timeout=cfg.timeout, on_tick=live.tick)
+        if status.get("status") != "finished:completed":
+            raise DataError(out / ".flwr" / "flwr-run.log",
+                            f"the Flower run ended as {status.get('status')!r}: see this log for the reason")
+        extra = {"site_specs": {s["name"]: s for s in sites["specs"]}, "site_records": sites["records"]}
+        if cfg.compare:
+            extra["baselines"] = _baselines(cfg, out, sites["specs"], live.baseline)
+    results = update_results(out, **extra)
+    write_report(out)
+    return results
+
+
+def _baselines(cfg: SimConfig, out: Path, specs: list[dict], on_event) -> dict:
+    model_cfg, device = get_preset(cfg.preset), resolve_device("auto")
+    evaluation = ServerEvaluation(str(Path(cfg.data).resolve()), model_cfg.image_size, seed=cfg.seed, run_dir=out,
+                                  sites=[s["name"] for s in specs])
+    train = TrainConfig(batch_size=cfg.batch_size, lr=cfg.lr, lm_lr=cfg.lm_lr)
+    return run_baselines(run_dir=out, sites=specs, model_cfg=model_cfg, evaluation=evaluation, device=device,
+                         init_seed=cfg.seed, on_event=on_event, rounds=cfg.rounds, schedule=cfg.schedule,
+                         local_epochs=cfg.local_epochs, train=train, seed=cfg.seed)
 
 
 def resume_config(run_dir: str | Path) -> SimConfig:
@@ -72,10 +125,13 @@ def resume_config(run_dir: str | Path) -> SimConfig:
         raise DataError(path, "not found: not an m3fed sim run directory")
     data = json.loads(path.read_text(encoding="utf-8"))
     data["languages"] = tuple(data["languages"])
-    return SimConfig(**data)
+    known = {f.name for f in dataclasses.fields(SimConfig)}
+    return SimConfig(**{k: v for k, v in data.items() if k in known})
 
 
-def _write_sites(cfg: SimConfig, out: Path) -> None:
+def prepare_sites(cfg: SimConfig, out: Path) -> None:
+    """Partition the dataset into ``out/sites/<site>/manifest.jsonl`` and record the configuration."""
+    out.mkdir(parents=True, exist_ok=True)
     records, _ = load_records(cfg.data)
     specs = cfg.site_specs()
     counts = write_sites(records, specs, cfg.partition, cfg.seed, out / "sites")

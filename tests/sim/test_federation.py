@@ -20,9 +20,10 @@ from sim.simulate import SimConfig, run_simulation
 from sim.synth import generate
 
 
-def _config(data: Path, out: Path) -> SimConfig:
-    return SimConfig(data=str(data), out=str(out), sites=3, rounds=2, languages=("en", "zh", "en"),
-                     text_only_sites=1, local_epochs=4, batch_size=16, seed=0, timeout=1200)
+def _config(data: Path, out: Path, **changes) -> SimConfig:
+    cfg = SimConfig(data=str(data), out=str(out), sites=3, rounds=2, languages=("en", "zh", "en"),
+                    text_only_sites=1, local_epochs=4, batch_size=16, seed=0, timeout=1200, compare=False)
+    return dataclasses.replace(cfg, **changes)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def fed_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def federated_run(tmp_path_factory, fed_data) -> Path:
     out = tmp_path_factory.mktemp("fed_run")
-    run_simulation(_config(fed_data, out))
+    run_simulation(_config(fed_data, out, compare=True))
     return out
 
 
@@ -47,7 +48,9 @@ def test_results_schema_and_per_site_rounds(federated_run):
     for r in doc["rounds"]:
         assert set(r["sites"]) == {"site-1", "site-2", "site-3"}
         for site in r["sites"].values():
-            assert site["bytes_down"] > 0 and site["bytes_up"] > 0 and "epsilon" in site
+            assert site["bytes_down"] > 0 and "epsilon" in site
+            # A site sends back only the half of the model its objective trained.
+            assert 0 < site["bytes_up"] < site["bytes_down"] if site["examples"] else site["bytes_up"] == 0
     contrastive = doc["rounds"][0]["sites"]
     assert contrastive["site-3"]["examples"] == 0 and contrastive["site-3"]["status"] != "ok"  # text-only
     assert doc["rounds"][1]["sites"]["site-3"]["status"] == "ok"
@@ -58,6 +61,26 @@ def test_results_schema_and_per_site_rounds(federated_run):
         for line in (federated_run / "sites" / site / "manifest.jsonl").read_text(encoding="utf-8").splitlines():
             owners.setdefault(json.loads(line)["patient_id"], set()).add(site)
     assert owners and all(len(s) == 1 for s in owners.values())
+
+
+def test_comparison_client_evaluation_and_report(federated_run):
+    doc = json.loads((federated_run / "results.json").read_text(encoding="utf-8"))
+    base = doc["baselines"]
+    # Pooled trains both objectives; single sites with images only, the text-only site has none.
+    assert set(base["pooled"]["bleu"]) == {"en", "zh"} and base["pooled"]["auc_macro"] is not None
+    assert set(base["single_sites"]) == {"site-1", "site-2"} and base["best_single_site"] in base["single_sites"]
+    # Each image site evaluated the final model on its own test patients, in its own language.
+    site_eval = doc["rounds"][-1]["site_eval"]
+    assert set(site_eval) == {"site-1", "site-2", "site-3"}
+    assert site_eval["site-1"]["test_images"] > 0 and site_eval["site-1"]["bleu4"] is not None
+    assert site_eval["site-3"]["test_images"] == 0  # text-only: nothing to evaluate
+    # Server-side, each image site's test patients are decoded in both languages (one zero-shot).
+    by_site = doc["final"]["bleu4_by_group"]
+    assert set(by_site["site-1"]) == {"en", "zh"} and set(by_site["site-2"]) == {"en", "zh"}
+    report = (federated_run / "report.md").read_text(encoding="utf-8")
+    assert "best single site (" in report and "cross-language" in report
+    for plot in ("metric_per_round.png", "site_contribution.png"):
+        assert (federated_run / plot).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_global_model_changed_and_learned(federated_run):
@@ -94,7 +117,7 @@ def test_killed_after_round_one_resumes_to_the_same_model(federated_run, fed_dat
     process = subprocess.Popen(
         [sys.executable, "-m", "sim.cli", "sim", "--data", str(fed_data), "--out", str(out), "--sites", "3",
          "--rounds", "2", "--languages", "en", "zh", "en", "--text-only-sites", "1", "--local-epochs", "4",
-         "--batch-size", "16", "--seed", "0"], env=env, start_new_session=True,
+         "--batch-size", "16", "--seed", "0", "--no-compare"], env=env, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 900
@@ -118,8 +141,10 @@ def test_killed_after_round_one_resumes_to_the_same_model(federated_run, fed_dat
 
 
 def test_a_site_that_dies_mid_round_is_reported_and_the_run_goes_on(fed_data, tmp_path):
-    cfg = dataclasses.replace(_config(fed_data, tmp_path / "drop"), local_epochs=1, drop_sites=1)
+    # FedAdam here, so Flower's server optimiser also runs end to end and its moments are saved.
+    cfg = _config(fed_data, tmp_path / "drop", local_epochs=1, drop_sites=1, strategy="fedadam")
     doc = run_simulation(cfg)
+    assert (tmp_path / "drop" / "strategy.safetensors").is_file()
     assert [r["round"] for r in doc["rounds"]] == [1, 2]
     statuses = {name: [r["sites"][name]["status"] for r in doc["rounds"]] for name in ("site-1", "site-2", "site-3")}
     dead = [name for name, s in statuses.items() if all("injected failure" in x for x in s)]
@@ -127,3 +152,12 @@ def test_a_site_that_dies_mid_round_is_reported_and_the_run_goes_on(fed_data, tm
     alive = [s for name, s in statuses.items() if name not in dead]
     assert all(x in ("ok", "no data for this objective") for s in alive for x in s)
     assert all(r["auc_macro"] is not None for r in doc["rounds"])
+
+
+def test_run_stops_cleanly_when_fewer_sites_than_the_minimum_answer(fed_data, tmp_path):
+    # 3 sites, one dies from round 1 on, at least 3 must answer: round 1 is not averaged, the run ends.
+    cfg = _config(fed_data, tmp_path / "few", local_epochs=1, drop_sites=1, min_live_sites=3, strategy="fedprox")
+    doc = run_simulation(cfg)
+    assert [r["round"] for r in doc["rounds"]] == [1]
+    assert "minimum is 3" in doc["stopped"] and doc["rounds"][0]["stopped"] == doc["stopped"]
+    assert doc["final"]["auc_macro"] is not None and doc["final"]["bleu"]

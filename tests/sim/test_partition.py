@@ -18,20 +18,30 @@ def test_partition_schemes_parse():
             parse_partition(bad)
 
 
-def test_sites_hold_training_patients_only_each_at_one_site(small_mimic, tmp_path):
+def test_sites_hold_training_patients_each_at_one_site_and_test_patients_for_evaluation(small_mimic, tmp_path):
     records, _ = load_records(small_mimic)
     sites = [SiteSpec("a", "en"), SiteSpec("b", "zh"), SiteSpec("c", "en", text_only=True)]
     counts = write_sites(records, sites, "iid", 0, tmp_path)
     assert all(n > 0 for n in counts.values())
     owner = {}
-    held_out = {r.patient_id for r in records if r.split != "train"}
+    split_of = {r.patient_id: r.split for r in records}
     for site in sites:
         rows = [json.loads(line) for line in (tmp_path / site.name / "manifest.jsonl").read_text().splitlines()]
         assert {row["language"] for row in rows} == {site.language}
         assert all(row["image"] == "" for row in rows) == site.text_only
+        assert counts[site.name] == sum(row["split"] == "train" for row in rows)
         for row in rows:
+            assert row["split"] == split_of[row["patient_id"]]  # a test patient is never a training row
             assert owner.setdefault(row["patient_id"], site.name) == site.name
-    assert not held_out & set(owner)
+    assert not any(split_of[p] == "validate" for p in owner)
+    for site in sites:  # every site with images evaluates locally; a text-only one cannot
+        assert any(split_of[p] == "test" for p, name in owner.items() if name == site.name) != site.text_only
+
+
+def test_size_skew_varies_site_sizes_not_labels(small_mimic):
+    records, _ = load_records(small_mimic, languages=("en",))
+    sizes = Counter(assign_patients(records, 3, "size:0.3", seed=2).values())
+    assert max(sizes.values()) >= 2 * min(sizes.values(), default=0) or len(sizes) < 3
 
 
 def test_dirichlet_concentrates_each_label_group_at_few_sites(small_mimic):

@@ -26,3 +26,11 @@ def write_results(run_dir: Path, *, mode: str, config: dict, final: dict, rounds
     path = run_dir / "results.json"
     path.write_text(json.dumps(_clean(doc), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
+
+
+def update_results(run_dir: Path, **extra) -> dict:
+    """Add top-level entries (baselines, site specs) to a run's results.json; returns the whole document."""
+    path = run_dir / "results.json"
+    doc = {**json.loads(path.read_text(encoding="utf-8")), **extra}
+    path.write_text(json.dumps(_clean(doc), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return _clean(doc)

@@ -9,6 +9,18 @@ from client.dataset import Examples
 from client.sources.records import Record
 
 
+def image_groups(test: Examples, group_of_patient: dict[str, str]) -> dict[str, set[int]]:
+    """Rows of ``evaluation_inputs(test)["images"]`` per group (e.g. per site owning the patient)."""
+    rows: dict[int, int] = {}
+    groups: dict[str, set[int]] = {}
+    for record, image in zip(test.records, test.image_index.tolist()):
+        if image >= 0 and image not in rows:
+            rows[image] = len(rows)
+            if record.patient_id in group_of_patient:
+                groups.setdefault(group_of_patient[record.patient_id], set()).add(rows[image])
+    return groups
+
+
 def evaluation_inputs(test: Examples, labels: tuple[str, ...]) -> dict:
     """Distinct test images, their label values, and per-language (image row, reference) pairs."""
     rows: dict[int, int] = {}

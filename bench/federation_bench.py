@@ -1,0 +1,125 @@
+"""Federation cost, side by side in one run: Flower simulation vs pooled training, and 10 vs 100 sites.
+
+1. Wall time of ``m3fed sim`` (Flower simulation runtime, K sites) against pooled training of the
+   same examples with the same schedule (rounds, objectives, local epochs, batch size), in one
+   process, after the federation (never concurrently: 2 cores). Ratio = federated / pooled, for the
+   whole Flower job and for the rounds alone (without Ray start-up and evaluation).
+2. Bytes per round (down + up, all sites) from the run's results.
+3. Peak RSS (sum over the whole process tree: flwr, SuperLink, Ray workers, ServerApp) of a
+   one-round simulation with 10 and with 100 virtual sites on the same data.
+
+    python bench/federation_bench.py [--data DIR] [--out DIR]   # prints and writes one JSON file
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from server.strategy import objective_for
+from shared_model.config import get_preset
+from shared_model.model import build_model
+from shared_model.objectives import TrainConfig
+from sim.baselines import load_site_examples, replay_schedule, site_manifests
+from sim.simulate import SimConfig, run_simulation
+from sim.synth import generate
+
+
+def _tree_rss_kib(root: int) -> int:
+    """Resident memory of ``root`` and all its descendants (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            status = Path(f"/proc/{entry}/status").read_text()
+        except OSError:
+            continue
+        children.setdefault(int(stat[1]), []).append(int(entry))
+        rss[int(entry)] = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    return total
+
+
+class PeakRss:
+    """Samples this process's tree every 0.2 s (Flower's processes are its descendants)."""
+
+    def __enter__(self) -> "PeakRss":
+        self.peak, self._stop = 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _tree_rss_kib(os.getpid()))
+            time.sleep(0.2)
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", default="runs/data")
+    parser.add_argument("--out", default="runs/bench")
+    parser.add_argument("--rounds", type=int, default=4)
+    args = parser.parse_args()
+    out, data = Path(args.out), Path(args.data)
+    if not (data / "m3fed-synth.json").is_file():
+        generate(data, seed=0)
+    report: dict = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+                    "torch": torch.__version__}
+
+    cfg = SimConfig(data=str(data), out=str(out / "fed"), rounds=args.rounds, compare=False)
+    started = time.perf_counter()
+    with PeakRss() as rss:
+        results = run_simulation(cfg)
+    fed_total = time.perf_counter() - started
+    fed_rounds = sum(r["seconds"] for r in results["rounds"])
+    report["federated"] = {"sites": cfg.sites, "rounds": cfg.rounds, "wall_s": fed_total, "rounds_s": fed_rounds,
+                           "peak_rss_mib": rss.peak / 1024}
+    report["bytes_per_round"] = [{"round": r["round"], "objective": r["objective"],
+                                  "down": sum(s["bytes_down"] for s in r["sites"].values()),
+                                  "up": sum(s["bytes_up"] for s in r["sites"].values())} for r in results["rounds"]]
+
+    names = results["sites"]
+    pooled = load_site_examples(list(site_manifests(out / "fed", names).values()), get_preset(cfg.preset).image_size)
+    torch.manual_seed(cfg.seed)
+    model = build_model(get_preset(cfg.preset))
+    pooled_s = replay_schedule(model, pooled, rounds=cfg.rounds, schedule=cfg.schedule, local_epochs=cfg.local_epochs,
+                               train=TrainConfig(batch_size=cfg.batch_size), seed=cfg.seed,
+                               device=torch.device("cpu"))
+    report["pooled"] = {"train_s": pooled_s, "objectives": [objective_for(r, cfg.schedule)
+                                                             for r in range(1, cfg.rounds + 1)]}
+    report["ratio_federated_over_pooled"] = {"whole_job": fed_total / pooled_s, "rounds_only": fed_rounds / pooled_s}
+
+    for sites in (10, 100):
+        many = SimConfig(data=str(data), out=str(out / f"sites-{sites}"), sites=sites, rounds=1, local_epochs=1,
+                         languages=("en", "en", "zh", "en"), text_only_sites=max(1, sites // 4), compare=False,
+                         partition="iid")
+        started = time.perf_counter()
+        with PeakRss() as rss:
+            run_simulation(many)
+        report[f"sites_{sites}"] = {"peak_rss_mib": rss.peak / 1024, "wall_s": time.perf_counter() - started}
+    report["ratio_rss_100_over_10"] = report["sites_100"]["peak_rss_mib"] / report["sites_10"]["peak_rss_mib"]
+    text = json.dumps(report, indent=2)
+    print(text)
+    (out / "federation_bench.json").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

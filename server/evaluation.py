@@ -1,0 +1,50 @@
+"""Server-side evaluation of the global model on the held-out test split.
+
+In a simulation the researcher owns the data, so the server evaluates on the dataset's official
+test split (run config ``data``). Every round: zero-shot AUC (cheap). Final round: also reports
+generated from the test images in every language, scored overall and per site (the test patients
+each site holds), which shows cross-language generation for single-language sites.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from client.dataset import decode
+from client.evaldata import bank_texts, evaluation_inputs, image_groups
+from client.sources import load_records
+from shared_model.findings import DEFAULT_EVAL_LABELS
+from shared_model.evaluate import evaluate_model
+from shared_model.model import M3FM
+
+
+def site_of_test_patients(run_dir: Path, sites: list[str]) -> dict[str, str]:
+    """patient id -> site, from the ``split: test`` rows of each site's manifest."""
+    owner = {}
+    for name in sites:
+        path = run_dir / "sites" / name / "manifest.jsonl"
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                row = json.loads(line)
+                if row.get("split") == "test":
+                    owner[str(row["patient_id"])] = name
+    return owner
+
+
+class ServerEvaluation:
+    """Decodes the test images once; ``__call__`` scores a model."""
+
+    def __init__(self, data: str, image_size: int, *, seed: int, run_dir: Path, sites: list[str]) -> None:
+        records, report = load_records(data)
+        test = decode([r for r in records if r.split == "test"], image_size, report)
+        self.inputs = evaluation_inputs(test, DEFAULT_EVAL_LABELS)
+        # The memory bank needs only the texts of the training reports, never their images.
+        self.bank = bank_texts([r for r in records if r.split == "train"], 2000, seed)
+        self.groups = image_groups(test, site_of_test_patients(run_dir, sites))
+        self.data_report = report.summary(test.records)
+
+    def __call__(self, model: M3FM, device: torch.device, *, reports: bool) -> dict:
+        return evaluate_model(model, **self.inputs, bank_texts=self.bank, device=device, reports=reports,
+                              groups=self.groups if reports else None)

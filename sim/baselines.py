@@ -1,0 +1,83 @@
+"""The comparisons a federated run is judged against: pooled data, and each site alone.
+
+Both replay the federation's own schedule (same rounds, objectives, local epochs, optimiser and
+``client.site.local_update``) on other data, so the only difference is who sees which examples.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from client.dataset import Examples, decode
+from client.site import OBJECTIVES, local_update
+from client.sources import load_records
+from client.sources.records import DataReport
+from server.strategy import objective_for
+from shared_model.config import ModelConfig
+from shared_model.model import M3FM, build_model
+from shared_model.objectives import TrainConfig
+
+
+def site_manifests(run_dir: Path, sites: list[str]) -> dict[str, Path]:
+    return {name: run_dir / "sites" / name / "manifest.jsonl" for name in sites}
+
+
+def load_site_examples(manifests: list[Path], image_size: int) -> Examples:
+    """The training examples of one or more sites, decoded together (the pooled data set)."""
+    records, report = [], DataReport(source=", ".join(map(str, manifests)))
+    for path in manifests:
+        site_records, site_report = load_records(path)
+        records.extend(r for r in site_records if r.split == "train")
+        report.skipped.extend(site_report.skipped)
+    return decode(records, image_size, report)
+
+
+def replay_schedule(model: M3FM, examples: Examples, *, rounds: int, schedule: str, local_epochs: int,
+                    train: TrainConfig, seed: int, device: torch.device, objectives: tuple[str, ...] = OBJECTIVES,
+                    on_round: Callable[[int, str, float], None] | None = None) -> float:
+    """Train ``model`` on ``examples`` round by round exactly as one federated site would; returns seconds.
+
+    ``objectives`` skips the other objective's rounds (AUC depends on the contrastive rounds only).
+    """
+    started = time.perf_counter()
+    for r in range(1, rounds + 1):
+        objective = objective_for(r, schedule)
+        if objective not in objectives:
+            continue
+        loss, _ = local_update(model, examples, objective, train=train, epochs=local_epochs,
+                               seed=seed * 100_003 + r * 101, device=device)
+        if on_round:
+            on_round(r, objective, loss)
+    return time.perf_counter() - started
+
+
+def run_baselines(*, run_dir: Path, sites: list[dict], model_cfg: ModelConfig, evaluation, device: torch.device,
+                  init_seed: int, on_event: Callable[..., None] | None = None, **schedule) -> dict:
+    """Pooled (every site's data, both objectives) and each image site alone (contrastive rounds: AUC)."""
+    on_event = on_event or (lambda **_: None)
+    manifests = site_manifests(run_dir, [s["name"] for s in sites])
+
+    def train(label: str, examples: Examples, objectives: tuple[str, ...]) -> tuple[M3FM, float]:
+        torch.manual_seed(init_seed)  # the federation's initial weights
+        model = build_model(model_cfg)
+        seconds = replay_schedule(model, examples, device=device, objectives=objectives, **schedule,
+                                  on_round=lambda r, obj, loss: on_event(model=label, round=r, objective=obj, loss=loss))
+        return model, seconds
+
+    model, seconds = train("pooled", load_site_examples(list(manifests.values()), model_cfg.image_size), OBJECTIVES)
+    final = evaluation(model, device, reports=True)
+    pooled = {"auc_macro": final["auc_macro"], "bleu": {k: v["bleu4"] for k, v in final["bleu"].items()},
+              "seconds": seconds}
+    single = {}
+    for site in sites:
+        if site["text_only"]:
+            continue  # no images: no zero-shot diagnosis to compare
+        model, seconds = train(site["name"], load_site_examples([manifests[site["name"]]], model_cfg.image_size),
+                               ("contrastive",))
+        single[site["name"]] = {"auc_macro": evaluation(model, device, reports=False)["auc_macro"], "bleu": None,
+                                "seconds": seconds}
+    best = max(single, key=lambda name: single[name]["auc_macro"]) if single else None
+    return {"pooled": pooled, "single_sites": single, "best_single_site": best}

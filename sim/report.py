@@ -1,0 +1,112 @@
+"""``RUNDIR/report.md`` and its plots, written from a finished run's ``results.json``."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on a server
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _f(value, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def comparison_rows(results: dict) -> list[tuple[str, dict]]:
+    """(label, metrics) for federated, pooled and the best single site, when present."""
+    train_seconds = sum(r.get("seconds") or 0 for r in results["rounds"])
+    rows = [("federated", {**results["final"], "seconds": train_seconds})]
+    base = results.get("baselines") or {}
+    if "pooled" in base:
+        rows.append(("pooled (same schedule)", base["pooled"]))
+    best = base.get("best_single_site")
+    if best:
+        rows.append((f"best single site ({best})", base["single_sites"][best]))
+    return rows
+
+
+def _bleu(metrics: dict, lang: str):
+    value = (metrics.get("bleu") or {}).get(lang)
+    return value["bleu4"] if isinstance(value, dict) else value
+
+
+def plot_metric_per_round(results: dict, path: Path) -> None:
+    rounds = results["rounds"]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    xs = [0] + [r["round"] for r in rounds]
+    ax.plot(xs, [results.get("initial", {}).get("auc_macro")] + [r["auc_macro"] for r in rounds], "o-",
+            label="federated")
+    for label, metrics in comparison_rows(results)[1:]:
+        ax.axhline(metrics["auc_macro"], linestyle="--", color="grey" if "single" in label else "black",
+                   label=f"{label} (end)")
+    ax.set(xlabel="round", ylabel="zero-shot macro AUC (test split)", title="Global model per round")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_site_contribution(results: dict, path: Path) -> None:
+    """Examples each site contributed to each round's average (its weight), stacked."""
+    rounds = results["rounds"]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    bottom = [0] * len(rounds)
+    for site in results.get("sites", []):
+        counts = [r["sites"].get(site, {}).get("examples", 0) or 0 for r in rounds]
+        ax.bar([r["round"] for r in rounds], counts, bottom=bottom, label=site)
+        bottom = [b + c for b, c in zip(bottom, counts)]
+    ax.set(xlabel="round", ylabel="examples in the average", title="Per-site contribution")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(run_dir: Path) -> Path:
+    results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    plot_metric_per_round(results, run_dir / "metric_per_round.png")
+    plot_site_contribution(results, run_dir / "site_contribution.png")
+    cfg, specs = results["config"], results.get("site_specs", {})
+    langs = sorted({lang for _, m in comparison_rows(results) for lang in (m.get("bleu") or {})})
+    lines = [f"# Federated run: {len(results.get('sites', []))} sites, {len(results['rounds'])} rounds",
+             "", f"Strategy `{cfg.get('strategy')}`, schedule `{cfg.get('schedule')}`, preset `{cfg.get('preset')}`,"
+             f" seed {cfg.get('seed')}, local epochs {cfg.get('local-epochs')}.", ""]
+    if results.get("stopped"):
+        lines += [f"**Run stopped early:** {results['stopped']}", ""]
+    lines += ["## Federated vs pooled vs best single site (same test split)", "",
+              "| model | macro AUC | " + " | ".join(f"BLEU-4 {lang}" for lang in langs) + " | train seconds |",
+              "|---|---|" + "---|" * len(langs) + "---|"]
+    for label, m in comparison_rows(results):
+        lines.append(f"| {label} | {_f(m['auc_macro'])} | " + " | ".join(_f(_bleu(m, lang)) for lang in langs)
+                     + f" | {_f(m.get('seconds'), 0)} |")
+    by_site = results["final"].get("bleu4_by_group", {})
+    if by_site:
+        lines += ["", "## Reports per site's test patients (BLEU-4, every language)", "",
+                  "A site's test images are decoded in every language; a language the site never trained on "
+                  "is zero-shot cross-language.", "", "| site | site language | " +
+                  " | ".join(langs) + " |", "|---|---|" + "---|" * len(langs)]
+        for site, scores in sorted(by_site.items()):
+            own = specs.get(site, {}).get("language", "?")
+            cells = [f"{_f(scores.get(lang))}{'' if lang == own else ' (cross-language)'}" for lang in langs]
+            lines.append(f"| {site} | {own} | " + " | ".join(cells) + " |")
+    lines += ["", "## Rounds", "", "| round | objective | AUC | seconds | site: status, examples, loss, MB up |",
+              "|---|---|---|---|---|"]
+    for r in results["rounds"]:
+        cells = "; ".join(f"{name}: {s['status']}, {s.get('examples', 0)}, {_f(s.get('loss'))}, "
+                          f"{(s.get('bytes_up') or 0) / 2**20:.1f}" for name, s in sorted(r["sites"].items()))
+        lines.append(f"| {r['round']} | {r['objective']} | {_f(r['auc_macro'])} | {_f(r.get('seconds'), 1)} | {cells} |")
+    evals = [(r["round"], r["site_eval"]) for r in results["rounds"] if r.get("site_eval")]
+    if evals:
+        lines += ["", "## Client-side evaluation (each site, its own test patients, its language)", "",
+                  "| round | site | test images | AUC | BLEU-4 |", "|---|---|---|---|---|"]
+        for rnd, per_site in evals:
+            for site, e in sorted(per_site.items()):
+                lines.append(f"| {rnd} | {site} | {e.get('test_images', '—')} | {_f(e.get('auc_macro'))} | "
+                             f"{_f(e.get('bleu4'))} |")
+    lines += ["", "![metric per round](metric_per_round.png)", "", "![per-site contribution](site_contribution.png)",
+              ""]
+    path = run_dir / "report.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
