@@ -1,0 +1,121 @@
+"""The privacy statement a site's privacy officer signs: built from the ledger, never from a run's memory.
+
+Follows "How to DP-fy ML" (arXiv 2303.00654) and TF-Privacy's ``compute_dp_sgd_privacy_statement``:
+the guarantee and its neighbouring relation, the unit (plus a group bound for patients with
+several records), the accountant and version, the composition, a tier, and what ε does not cover.
+"""
+from __future__ import annotations
+
+import math
+
+from privacy import accounting
+from privacy.ledger import Ledger, LedgerError, verify_ledger
+from privacy.policy import PrivacyPolicy
+
+DP_FLAVOUR = "(ε, δ)-DP, add/remove-one neighbouring"
+RELEASE_NOTES = {
+    "num-examples": "num-examples sent with each update (no noise; reveals the exact N_k)",
+    "train-loss": "train-loss sent with each update (computed on private data, no noise)",
+    "eval-metrics": "evaluation metrics on the site's private data (no noise)",
+}
+
+
+def tier(epsilon: float) -> str:
+    """Coarse reading of ε used in DP-fy ML: strong ≤ 1, reasonable ≤ 10, weak above."""
+    return "strong" if epsilon <= 1 else "reasonable" if epsilon <= 10 else "weak"
+
+
+def group_bound(epsilon: float, delta: float, k: int) -> dict:
+    """(kε, k·e^{(k−1)ε}·δ) for a patient with up to k records; δ computed in logs to avoid overflow."""
+    log_delta = math.log(k) + (k - 1) * epsilon + math.log(delta)
+    return {"max_records_per_patient": k, "epsilon": k * epsilon,
+            "delta": 1.0 if log_delta >= 0 else math.exp(log_delta), "vacuous": log_delta >= 0}
+
+
+def not_covered(policy: PrivacyPolicy) -> list[str]:
+    """What ε does not protect (privacy.md §5); listed in every statement."""
+    items = [f"released per the policy without DP: {RELEASE_NOTES[r]}" for r in policy.release]
+    items += [
+        "the exact dataset size N_k (neighbouring datasets differ by one unit; num-examples and q reveal it)",
+        "evaluation on private data" + (" (its metrics leave the site)" if "eval-metrics" in policy.release
+                                        else ", if its results are used to pick models"),
+        "hyperparameter tuning on private data (arXiv 2110.03620)",
+        "the MultiMedLM memory bank, unless built from non-private text",
+        "secure RNG not used: Opacus secure_mode needs torchcsprng (unmaintained since 0.2.1, 2021); "
+        "noise comes from torch's default generator (floating-point attacks, arXiv 2107.10138)",
+    ]
+    if policy.unit == "record" and policy.max_records_per_patient is None:
+        items.append(f"patients with several records: unit is one record and no max_records_per_patient is set, "
+                     f"so no bound per patient ({policy.patient_id_field}) is given")
+    return items
+
+
+def privacy_statement(ledger: Ledger) -> dict:
+    """The statement as a JSON-ready dict; refused for a ledger that fails verification."""
+    problems = verify_ledger(ledger.path)  # replays ε entry by entry: a statement never trusts stored figures
+    if problems:
+        raise LedgerError(f"{ledger.path}: fails verification, no statement can be made from it "
+                          f"({len(problems)} problem(s), first: {problems[0]}); see m3fed privacy verify")
+    policy, entries = ledger.policy, ledger.entries()
+    eps, delta = ledger.epsilon(), policy.target_delta
+    segments: list[dict] = []
+    for e in entries:  # one row per run of rounds with the same (q, σ, C)
+        key = {"sample_rate": e["sample_rate"], "noise_multiplier": e["noise_multiplier"],
+               "max_grad_norm": e["max_grad_norm"]}
+        if segments and all(segments[-1][k] == v for k, v in key.items()):
+            segments[-1]["rounds"] += 1
+            segments[-1]["steps"] += e["steps"]
+        else:
+            segments.append({"rounds": 1, "steps": e["steps"], **key})
+    k = policy.max_records_per_patient
+    return {
+        "site": ledger.header["site"],
+        "dataset_fingerprint": ledger.header["dataset_fingerprint"],
+        "dp_flavour": DP_FLAVOUR,
+        "unit": policy.unit,
+        "patient_id_field": policy.patient_id_field,
+        "epsilon": eps,
+        "delta": delta,
+        "target_epsilon": policy.target_epsilon,
+        "tier": tier(eps),
+        "group_privacy": group_bound(eps, delta, k) if policy.unit == "record" and k else None,
+        "accountant": policy.accountant,
+        "accountant_version": accounting.accountant_version(policy.accountant),
+        "recorded_with": sorted({e["accountant_version"] for e in entries}),
+        "sampling": "Poisson (required by the policy)",
+        "composition": {"rounds": len(entries), "steps": sum(e["steps"] for e in entries),
+                        "runs": sorted({e["run_id"] for e in entries}), "segments": segments},
+        "released_besides_update": list(policy.release),
+        "not_covered": not_covered(policy),
+        "audit": None,  # a canary audit only ever gives a lower bound; none is attached here
+        "ledger": {"path": str(ledger.path), "entries": len(entries), "verified": True},
+    }
+
+
+def render_markdown(s: dict) -> str:
+    """The statement for people: one claim sentence, the composition table, exclusions, ledger status."""
+    who = "one patient" if s["unit"] == "patient" else "one record (image or report)"
+    lines = [f"# Privacy statement: site {s['site']}", "",
+             f"Model updates released by site **{s['site']}** satisfy **(ε = {s['epsilon']:.3f}, "
+             f"δ = {s['delta']:.3g})-DP** ({s['dp_flavour']}); the unit of privacy is {who}. "
+             f"Tier: **{s['tier']}** (target ε = {s['target_epsilon']:g}).", ""]
+    g = s["group_privacy"]
+    if g:
+        lines += [f"Group privacy for a patient with up to {g['max_records_per_patient']} records: "
+                  f"(ε = {g['epsilon']:.3f}, δ = {g['delta']:.3g})" + (" - **vacuous** (δ ≥ 1)." if g["vacuous"]
+                                                                        else "."), ""]
+    c = s["composition"]
+    lines += [f"Accountant: `{s['accountant']}` ({s['accountant_version']}); sampling: {s['sampling']}.", "",
+              f"## Composition: {c['rounds']} rounds, {c['steps']} steps, runs {', '.join(c['runs']) or '-'}", ""]
+    if c["segments"]:
+        lines += ["| rounds | steps | q | σ | C |", "|---:|---:|---:|---:|---:|"]
+        lines += [f"| {x['rounds']} | {x['steps']} | {x['sample_rate']:.6g} | {x['noise_multiplier']:.6g} | "
+                  f"{x['max_grad_norm']:.6g} |" for x in c["segments"]]
+    else:
+        lines.append("No round has been released yet.")
+    lines += ["", "## Not covered by this guarantee", ""] + [f"- {item}" for item in s["not_covered"]]
+    lines += ["", "No empirical audit is attached (a canary audit gives a lower bound on ε only).", "",
+              "## Ledger", ""]
+    lines.append(f"`{s['ledger']['path']}`: {s['ledger']['entries']} entries; hash chain verified and ε "
+                 "replayed from them.")
+    return "\n".join(lines) + "\n"
