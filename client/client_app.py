@@ -10,14 +10,17 @@ import os
 import time
 from pathlib import Path
 
-from flwr.app import ArrayRecord, Context, Error, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.common.constant import ErrorCode
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from client.progress import report_progress  # noqa: E402
+from client.site_privacy import private_round, site_privacy  # noqa: E402
+from privacy.accounting import PrivacyBudgetExhausted  # noqa: E402
 from client.site import failure_after, local_evaluation, local_update, site_examples  # noqa: E402  (offline flag first)
+from server.strategy import local_epochs_for  # noqa: E402
 from shared_model.config import get_preset  # noqa: E402
 from sim.standalone import standalone_run_dir  # noqa: E402
 from shared_model.device import resolve_device  # noqa: E402
@@ -72,19 +75,43 @@ def train(msg: Message, context: Context, index: int) -> Message:
     # Seeded by site, not by node id (random per run), so the same seed gives the same run.
     seed = int(rc["seed"]) * 100_003 + int(config["global-round"]) * 101 + (index if index >= 0 else context.node_id % 97)
     dropped = {int(i) for i in str(rc.get("drop-sites", "")).split(",") if i.strip()}
-    dies = index in dropped and int(config["global-round"]) >= int(rc.get("drop-round", 1))
-    loss, n = local_update(model, examples, str(config["objective"]), train=train_cfg, epochs=int(rc["local-epochs"]),
-                           seed=seed, device=device, on_step=failure_after(1) if dies else None,
-                           proximal_mu=float(config.get("proximal-mu", 0.0)))
+    global_round, objective = int(config["global-round"]), str(config["objective"])
+    dies = index in dropped and global_round >= int(rc.get("drop-round", 1))
+    update = dict(train=train_cfg, epochs=local_epochs_for(objective, int(rc["local-epochs"]),
+                                                           int(rc.get("lm-local-epochs", 0))),
+                  seed=seed, device=device, on_step=failure_after(1) if dies else None,
+                  proximal_mu=float(config.get("proximal-mu", 0.0)))
+    privacy = site_privacy(context, examples)
+    epsilon, release = None, ("num-examples", "train-loss")
+    if privacy is None:
+        loss, n = local_update(model, examples, objective, **update)
+    else:  # the site's own policy decides, whatever the server asked
+        release = privacy.policy.release
+        try:
+            loss, n, epsilon = private_round(privacy, model, examples, objective, run_id=str(context.run_id),
+                                             round=global_round, rounds_left=int(rc["num-server-rounds"]) - global_round + 1,
+                                             **update)
+        except PrivacyBudgetExhausted as exc:
+            return _refusal(msg, index, f"budget exhausted: {exc}")
     # Only what this objective trained goes back (the other half did not change): fewer bytes up.
     trained = TRAINED_PREFIX[str(config["objective"])] if n else "-"
     arrays = ArrayRecord({k: v for k, v in model.cpu().state_dict().items() if k.startswith(trained)})
     seconds = time.perf_counter() - started
     report_progress(str(rc.get("progress-file", "")), event="site", round=int(config["global-round"]), site=index,
                     objective=str(config["objective"]), loss=loss if n else None, examples=n, seconds=seconds)
-    metrics = MetricRecord({"num-examples": n, "loss": loss if n else 0.0, "bytes-up": arrays.count_bytes(),
-                            "site-index": index, "seconds": seconds})
-    return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
+    metrics = {"num-examples": n, "bytes-up": arrays.count_bytes(), "site-index": index, "seconds": seconds}
+    if "train-loss" in release:
+        metrics["loss"] = loss if n else 0.0
+    if epsilon is not None:
+        metrics["epsilon"] = epsilon
+    return Message(RecordDict({"arrays": arrays, "metrics": MetricRecord(metrics)}), reply_to=msg)
+
+
+def _refusal(msg: Message, index: int, reason: str) -> Message:
+    """Not an error: the site works, it declines this round; the server shows the reason as its status."""
+    return Message(RecordDict({"arrays": ArrayRecord(), "metrics": MetricRecord({"num-examples": 0, "site-index": index,
+                                                                                  "bytes-up": 0, "seconds": 0.0}),
+                               "status": ConfigRecord({"reason": reason[:300]})}), reply_to=msg)
 
 
 @app.evaluate()

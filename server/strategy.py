@@ -15,7 +15,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx
 
-SCHEDULES = ("alternate", "contrastive", "report-generation")
+SCHEDULES = ("alternate", "contrastive", "report-generation", "staged:K")
 STRATEGIES = {"fedavg": FedAvg, "fedprox": FedProx, "fedadam": FedAdam}
 
 
@@ -23,11 +23,30 @@ class TooFewSites(RuntimeError):
     """Fewer live sites than the configured minimum: the run stops cleanly after this round."""
 
 
+def check_schedule(schedule: str) -> str:
+    kind, _, k = schedule.partition(":")
+    if schedule in SCHEDULES[:3] or (kind == "staged" and k.isdigit() and int(k) >= 1):
+        return schedule
+    raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)} (K >= 1), got {schedule!r}")
+
+
 def objective_for(server_round: int, schedule: str) -> str:
-    """Alternate starts with contrastive: the decoder learns from an aligned text encoder."""
+    """Which objective a round trains.
+
+    ``alternate`` starts with contrastive; ``staged:K`` trains contrastive for K rounds, then
+    report generation, like pooled training's two stages: the decoder learns its mapping once, from
+    a text encoder that no longer moves.
+    """
     if schedule == "alternate":
         return "contrastive" if server_round % 2 == 1 else "report-generation"
+    if schedule.startswith("staged:"):
+        return "contrastive" if server_round <= int(schedule.split(":")[1]) else "report-generation"
     return schedule
+
+
+def local_epochs_for(objective: str, local_epochs: int, lm_local_epochs: int) -> int:
+    """Report-generation rounds may run their own number of local epochs (0: the same)."""
+    return lm_local_epochs if objective == "report-generation" and lm_local_epochs > 0 else local_epochs
 
 
 class ObjectiveRounds:
@@ -35,8 +54,7 @@ class ObjectiveRounds:
 
     def __init__(self, *, schedule: str, site_names: list[str], round_offset: int = 0, min_live_sites: int = 1,
                  total_rounds: int = 0, client_eval_every: int = 0, **flower_kwargs) -> None:
-        if schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+        check_schedule(schedule)
         super().__init__(**flower_kwargs)
         # Flower numbers a resumed run's rounds from 1 again; the offset keeps global round numbers.
         self.schedule, self.site_names, self.round_offset = schedule, site_names, round_offset
@@ -70,9 +88,12 @@ class ObjectiveRounds:
             m = reply.content["metrics"]
             name = self._site_name(int(m["site-index"]), reply)
             n = int(m["num-examples"])
-            sites[name] = {"status": "ok" if n else "no data for this objective", "examples": n,
-                           "loss": float(m["loss"]) if n else None, "bytes_up": int(m["bytes-up"]),
-                           "bytes_down": self._bytes_down, "seconds": float(m["seconds"]), "epsilon": None}
+            # A site may decline a round (its privacy budget): its own reason becomes the status.
+            declined = str(reply.content["status"]["reason"]) if "status" in reply.content else None
+            sites[name] = {"status": declined or ("ok" if n else "no data for this objective"), "examples": n,
+                           "loss": float(m["loss"]) if n and "loss" in m else None, "bytes_up": int(m["bytes-up"]),
+                           "bytes_down": self._bytes_down, "seconds": float(m["seconds"]),
+                           "epsilon": float(m["epsilon"]) if "epsilon" in m else None}
             if n:
                 self._complete(reply.content["arrays"])
                 useful.append(reply)
@@ -84,9 +105,14 @@ class ObjectiveRounds:
         self.round_log[global_round] = {"objective": objective_for(global_round, self.schedule), "sites": sites,
                                         "seconds": self.round_seconds(global_round)}
         live = sum(not s["status"].startswith(("error", "no reply")) for s in sites.values())
+        exhausted = [n for n, s in sites.items() if s["status"].startswith("budget exhausted")]
         if live < self.min_live_sites:  # too few to trust an average: keep the old model and stop
             self.round_log[global_round]["stopped"] = (
                 f"only {live} site(s) answered round {global_round}; the minimum is {self.min_live_sites}")
+            return None, None
+        if exhausted and not useful:  # no site can train any more
+            self.round_log[global_round]["stopped"] = (
+                f"no site can train in round {global_round}: privacy budget exhausted at {', '.join(sorted(exhausted))}")
             return None, None
         return super().aggregate_train(server_round, useful) if useful else (None, None)
 

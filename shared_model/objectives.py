@@ -74,8 +74,12 @@ def _step(loss: torch.Tensor, params: list[torch.nn.Parameter], optimizer: torch
 
 def contrastive_epoch(model: M3FM, batches: Iterable[tuple[torch.Tensor, list[str]]],
                       optimizer: torch.optim.Optimizer, cfg: TrainConfig, device: torch.device,
-                      on_step: Callable[[float], None] | None = None, scheduler: Scheduler | None = None) -> float:
-    """One pass of contrastive updates; returns the mean loss."""
+                      on_step: Callable[[float], None] | None = None, scheduler: Scheduler | None = None,
+                      loss_fn: Callable[[M3FM, torch.Tensor, list[str]], torch.Tensor] = contrastive_loss) -> float:
+    """One pass of contrastive updates; returns the mean loss.
+
+    ``loss_fn`` swaps the batch loss (DP training uses one whose per-example terms are independent).
+    """
     model.clip.train()
     params = [p for p in model.clip.parameters() if p.requires_grad]
     losses = []
@@ -83,7 +87,7 @@ def contrastive_epoch(model: M3FM, batches: Iterable[tuple[torch.Tensor, list[st
         if len(texts) < 2:
             continue
         with autocast(device):
-            loss = contrastive_loss(model, images.to(device), texts)
+            loss = loss_fn(model, images.to(device), texts)
         losses.append(_step(loss, params, optimizer, cfg.grad_clip, scheduler))
         if on_step:
             on_step(losses[-1])

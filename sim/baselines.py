@@ -15,7 +15,7 @@ from client.dataset import Examples, decode
 from client.site import OBJECTIVES, local_update
 from client.sources import load_records
 from client.sources.records import DataReport
-from server.strategy import objective_for
+from server.strategy import local_epochs_for, objective_for
 from shared_model.config import ModelConfig
 from shared_model.model import M3FM, build_model
 from shared_model.objectives import TrainConfig
@@ -36,7 +36,7 @@ def load_site_examples(manifests: list[Path], image_size: int) -> Examples:
 
 
 def replay_schedule(model: M3FM, examples: Examples, *, rounds: int, schedule: str, local_epochs: int,
-                    train: TrainConfig, seed: int, device: torch.device, objectives: tuple[str, ...] = OBJECTIVES,
+                    lm_local_epochs: int = 0, train: TrainConfig, seed: int, device: torch.device, objectives: tuple[str, ...] = OBJECTIVES,
                     on_round: Callable[[int, str, float], None] | None = None) -> float:
     """Train ``model`` on ``examples`` round by round exactly as one federated site would; returns seconds.
 
@@ -47,7 +47,7 @@ def replay_schedule(model: M3FM, examples: Examples, *, rounds: int, schedule: s
         objective = objective_for(r, schedule)
         if objective not in objectives:
             continue
-        loss, _ = local_update(model, examples, objective, train=train, epochs=local_epochs,
+        loss, _ = local_update(model, examples, objective, train=train, epochs=local_epochs_for(objective, local_epochs, lm_local_epochs),
                                seed=seed * 100_003 + r * 101, device=device)
         if on_round:
             on_round(r, objective, loss)

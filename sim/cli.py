@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
 from client.cli import add_data_commands
 from client.errors import DataError
+from privacy.cli import add_privacy_commands
+from privacy.policy import PolicyError
 from shared_model.checkpoint import CheckpointError
 
 
@@ -74,11 +77,12 @@ def _sim(args: argparse.Namespace) -> int:
         try:
             cfg = SimConfig(data=args.data, out=args.out, sites=args.sites, rounds=args.rounds,
                             partition=args.partition, languages=tuple(args.languages), seed=args.seed,
-                            local_epochs=args.local_epochs, text_only_sites=args.text_only_sites,
-                            batch_size=args.batch_size, drop_sites=args.drop_sites, strategy=args.strategy,
+                            local_epochs=args.local_epochs,
+                            lm_local_epochs=args.lm_local_epochs, text_only_sites=args.text_only_sites,
+                            batch_size=args.batch_size, drop_sites=args.drop_sites, strategy=args.strategy, schedule=args.schedule,
                             proximal_mu=args.proximal_mu, server_lr=args.server_lr,
                             min_live_sites=args.min_live_sites or 1, client_eval_every=args.client_eval_every,
-                            compare=not args.no_compare)
+                            compare=not args.no_compare, dp=args.dp)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     results = run_simulation(cfg, resume=bool(args.resume), console=console)
@@ -123,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_synth)
 
     add_data_commands(sub)
+    add_privacy_commands(sub)
 
     defaults = CentralConfig(data="", out="")
     p = sub.add_parser("central", help="pooled baseline: train both objectives on pooled data")
@@ -150,8 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--languages", nargs="+", default=list(sim_defaults.languages),
                    help="report language per site, cycled")
     p.add_argument("--text-only-sites", type=int, default=sim_defaults.text_only_sites)
-    p.add_argument("--local-epochs", type=int, default=sim_defaults.local_epochs)
+    p.add_argument("--local-epochs", type=int, default=sim_defaults.local_epochs,
+                   help="local epochs per round (contrastive rounds)")
+    p.add_argument("--lm-local-epochs", type=int, default=sim_defaults.lm_local_epochs,
+                   help="local epochs of report-generation rounds (0: same as --local-epochs)")
     p.add_argument("--batch-size", type=int, default=sim_defaults.batch_size)
+    p.add_argument("--schedule", default=sim_defaults.schedule,
+                   help="alternate, staged:K (K contrastive rounds, then report generation), contrastive, "
+                        "report-generation")
     p.add_argument("--strategy", default=sim_defaults.strategy, help="fedavg, fedprox or fedadam")
     p.add_argument("--proximal-mu", type=float, default=sim_defaults.proximal_mu, help="FedProx's mu")
     p.add_argument("--server-lr", type=float, default=sim_defaults.server_lr, help="FedAdam's server learning rate")
@@ -160,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--client-eval-every", type=int, default=sim_defaults.client_eval_every,
                    help="sites evaluate locally every N rounds (0: final round only)")
     p.add_argument("--no-compare", action="store_true", help="skip the pooled and single-site baselines")
+    p.add_argument("--dp", metavar="POLICY.yaml",
+                   help="DP-SGD at every site under this privacy policy (ledger per site; with comparison, "
+                        "the same federation without DP is also run to show the accuracy cost)")
     p.add_argument("--drop-sites", type=int, default=0,
                    help="K sites die in the middle of a round (from the middle round on), chosen from --seed")
     p.add_argument("--seed", type=int, default=sim_defaults.seed)
@@ -168,12 +182,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum, _frame) -> None:
+    # SIGTERM becomes an ordinary exit, so `finally` blocks stop the Flower processes we started.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    signal.signal(signal.SIGTERM, _terminate)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, CheckpointError, UsageError) as exc:
+    except (DataError, CheckpointError, UsageError, PolicyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -45,25 +45,29 @@ def _toml_value(value) -> str:
 
 
 def superlink_pids(flwr_home: Path) -> list[int]:
-    out = subprocess.run(["pgrep", "-f", "flower-superlink"], capture_output=True, text=True).stdout.split()
+    """Every process this run started (SuperLink, SuperExec, simulation, Ray workers): they all
+    inherit the run's private FLWR_HOME, which no other process has."""
+    mine = f"FLWR_HOME={flwr_home}".encode()
     pids = []
-    for pid in out:
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
         try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            if mine in Path(f"/proc/{entry}/environ").read_bytes().split(b"\0"):
+                pids.append(int(entry))
         except OSError:
             continue
-        if f"FLWR_HOME={flwr_home}".encode() in environ:
-            pids.append(int(pid))
     return pids
 
 
-def run_flower(run_config: dict, *, num_sites: int, flwr_home: Path, timeout: float = 3600, on_tick=None) -> dict:
+def run_flower(run_config: dict, *, num_sites: int, flwr_home: Path, timeout: float = 3600, on_tick=None,
+               cpus_per_site: int = 1) -> dict:
     """``flwr run`` the app on the local simulation runtime; returns the run's status record."""
     flwr_home.mkdir(parents=True, exist_ok=True)
     env = flower_env(flwr_home)
     flwr = str(Path(sys.executable).parent / "flwr")
     overrides = " ".join(f"{k}={_toml_value(v)}" for k, v in run_config.items())
-    federation = f"num-supernodes={num_sites} client-resources-num-cpus=1"
+    federation = f"num-supernodes={num_sites} client-resources-num-cpus={cpus_per_site}"
     log = open(flwr_home / "flwr-run.log", "w", encoding="utf-8")
     try:
         proc = subprocess.Popen([flwr, "run", str(APP_DIR), "local", "--stream", "--run-config", overrides,
@@ -87,8 +91,14 @@ def run_flower(run_config: dict, *, num_sites: int, flwr_home: Path, timeout: fl
         return mine[0] if mine else {"status": "not started (see flwr-run.log)"}
     finally:
         log.close()
-        for pid in superlink_pids(flwr_home):
-            os.kill(pid, signal.SIGTERM)
+        _signal_all(superlink_pids(flwr_home), signal.SIGTERM)
         time.sleep(1)
-        for pid in superlink_pids(flwr_home):
-            os.kill(pid, signal.SIGKILL)
+        _signal_all(superlink_pids(flwr_home), signal.SIGKILL)
+
+
+def _signal_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:  # already gone
+            pass

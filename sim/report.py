@@ -64,6 +64,39 @@ def plot_site_contribution(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def privacy_section(results: dict) -> list[str]:
+    """ε per site per round (from the sites' replies), each site's statement, and the cost of DP."""
+    statements = results.get("privacy")
+    if not statements:
+        return []
+    sites = sorted(statements)
+    lines = ["", "## Differential privacy (each site's own policy and ledger)", "",
+             "| site | ε (replayed from ledger) | δ | unit | accountant | tier | ledger verified |", "|---|---|---|---|---|---|---|"]
+    for site in sites:
+        s = statements[site]
+        lines.append(f"| {site} | {_f(s.get('epsilon'))} | {s.get('delta', '—')} | {s.get('unit', '—')} | "
+                     f"{s.get('accountant', '—')} | {s.get('tier', '—')} | {'yes' if s['verified'] else 'NO'} |")
+    lines += ["", "ε after each round, as each site reported it (a status other than ok says why not):", "",
+              "| round | " + " | ".join(sites) + " |", "|---|" + "---|" * len(sites)]
+    for r in results["rounds"]:
+        cells = []
+        for site in sites:
+            s = r["sites"].get(site, {})
+            cells.append(_f(s.get("epsilon")) if s.get("status") in ("ok", "no data for this objective")
+                         else f"{_f(s.get('epsilon'))} ({s.get('status', '—')[:40]})")
+        lines.append(f"| {r['round']} | " + " | ".join(cells) + " |")
+    plain = results.get("non_private")
+    if plain:
+        langs = sorted(plain["bleu"])
+        lines += ["", "Accuracy cost of DP (same federation, same seed, without DP):", "",
+                  "| | macro AUC | " + " | ".join(f"BLEU-4 {lang}" for lang in langs) + " |",
+                  "|---|---|" + "---|" * len(langs),
+                  f"| without DP | {_f(plain['auc_macro'])} | " + " | ".join(_f(plain['bleu'][lang]) for lang in langs) + " |",
+                  f"| with DP | {_f(results['final']['auc_macro'])} | "
+                  + " | ".join(_f(_bleu(results['final'], lang)) for lang in langs) + " |"]
+    return lines
+
+
 def write_report(run_dir: Path) -> Path:
     results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
     plot_metric_per_round(results, run_dir / "metric_per_round.png")
@@ -72,7 +105,8 @@ def write_report(run_dir: Path) -> Path:
     langs = sorted({lang for _, m in comparison_rows(results) for lang in (m.get("bleu") or {})})
     lines = [f"# Federated run: {len(results.get('sites', []))} sites, {len(results['rounds'])} rounds",
              "", f"Strategy `{cfg.get('strategy')}`, schedule `{cfg.get('schedule')}`, preset `{cfg.get('preset')}`,"
-             f" seed {cfg.get('seed')}, local epochs {cfg.get('local-epochs')}.", ""]
+             f" seed {cfg.get('seed')}, local epochs {cfg.get('local-epochs')} "
+             f"(report generation: {cfg.get('lm-local-epochs') or cfg.get('local-epochs')}).", ""]
     if results.get("stopped"):
         lines += [f"**Run stopped early:** {results['stopped']}", ""]
     lines += ["## Federated vs pooled vs best single site (same test split)", "",
@@ -97,6 +131,7 @@ def write_report(run_dir: Path) -> Path:
         cells = "; ".join(f"{name}: {s['status']}, {s.get('examples', 0)}, {_f(s.get('loss'))}, "
                           f"{(s.get('bytes_up') or 0) / 2**20:.1f}" for name, s in sorted(r["sites"].items()))
         lines.append(f"| {r['round']} | {r['objective']} | {_f(r['auc_macro'])} | {_f(r.get('seconds'), 1)} | {cells} |")
+    lines += privacy_section(results)
     evals = [(r["round"], r["site_eval"]) for r in results["rounds"] if r.get("site_eval")]
     if evals:
         lines += ["", "## Client-side evaluation (each site, its own test patients, its language)", "",

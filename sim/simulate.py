@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,9 +13,12 @@ from rich.console import Console
 
 from client.errors import DataError
 from client.sources import load_records
+from privacy.ledger import Ledger, verify_ledger
+from privacy.policy import load_policy
+from privacy.statement import privacy_statement
 from server.evaluation import ServerEvaluation
 from server.results import update_results
-from server.strategy import STRATEGIES
+from server.strategy import STRATEGIES, check_schedule
 from shared_model.config import get_preset
 from shared_model.device import resolve_device
 from shared_model.objectives import TrainConfig
@@ -31,13 +36,14 @@ class SimConfig:
     data: str
     out: str
     sites: int = 4
-    rounds: int = 6
+    rounds: int = 12
     partition: str = "dirichlet:0.5"
-    languages: tuple[str, ...] = ("en", "en", "zh", "en")  # one per site, cycled
+    languages: tuple[str, ...] = ("en", "zh", "en", "zh")  # one per site, cycled
     text_only_sites: int = 1  # the last N sites keep reports only
     local_epochs: int = 2
+    lm_local_epochs: int = 0  # report-generation rounds (0: same as local_epochs)
     batch_size: int = 64
-    schedule: str = "alternate"
+    schedule: str = "staged:8"  # 8 contrastive rounds, then report generation
     preset: str = "tiny"
     seed: int = 0
     timeout: float = 3600.0
@@ -49,7 +55,11 @@ class SimConfig:
     lm_lr: float = 1e-3
     min_live_sites: int = 1
     client_eval_every: int = 0
+    # Ray runs floor(cores / cpus_per_site) sites at once. All cores to one site at a time keeps a
+    # large site from straggling on one core while the others idle (Dirichlet sizes are skewed).
+    cpus_per_site: int = max(1, os.cpu_count() or 1)
     compare: bool = True  # also train pooled and single-site baselines on the same schedule
+    dp: str | None = None  # a site privacy policy (YAML) given to every site: DP-SGD, ledgers, refusal
 
     def __post_init__(self) -> None:
         parse_partition(self.partition)
@@ -57,12 +67,13 @@ class SimConfig:
             raise ValueError("--sites must be at least 2")
         if not 0 <= self.text_only_sites < self.sites:
             raise ValueError("--text-only-sites must leave at least one site with images")
-        if self.rounds < 1 or self.local_epochs < 1:
+        if self.rounds < 1 or self.local_epochs < 1 or self.lm_local_epochs < 0:
             raise ValueError("--rounds and --local-epochs must be at least 1")
         if not 0 <= self.drop_sites < self.sites:
             raise ValueError("--drop-sites must leave at least one site alive")
         if any(lang not in ("en", "zh") for lang in self.languages):
             raise ValueError("--languages takes en and zh")
+        check_schedule(self.schedule)
         if self.strategy not in STRATEGIES:
             raise ValueError(f"--strategy must be one of {', '.join(STRATEGIES)}")
         if not 1 <= self.min_live_sites <= self.sites:
@@ -76,7 +87,8 @@ class SimConfig:
 def run_config_of(cfg: SimConfig, out: Path, *, resume: bool) -> dict:
     """The Flower run config (kebab-case keys of ``[tool.flwr.app.config]``) for this simulation."""
     return {"run-dir": str(out), "data": str(Path(cfg.data).resolve()), "num-server-rounds": cfg.rounds,
-            "min-sites": cfg.sites, "local-epochs": cfg.local_epochs, "schedule": cfg.schedule,
+            "min-sites": cfg.sites, "local-epochs": cfg.local_epochs,
+            "lm-local-epochs": cfg.lm_local_epochs, "schedule": cfg.schedule,
             "preset": cfg.preset, "seed": cfg.seed, "batch-size": cfg.batch_size, "resume": resume,
             "strategy": cfg.strategy, "proximal-mu": cfg.proximal_mu, "server-lr": cfg.server_lr, "lr": cfg.lr,
             "lm-lr": cfg.lm_lr, "min-live-sites": cfg.min_live_sites, "client-eval-every": cfg.client_eval_every,
@@ -96,16 +108,36 @@ def run_simulation(cfg: SimConfig, *, resume: bool = False, console: Console | N
     sites = json.loads((out / "sites.json").read_text(encoding="utf-8"))
     with LiveProgress(console, str(out / PROGRESS), sites=sites["sites"], rounds=cfg.rounds) as live:
         status = run_flower(run_config_of(cfg, out, resume=resume), num_sites=cfg.sites, flwr_home=out / ".flwr",
+                            cpus_per_site=cfg.cpus_per_site,
                             timeout=cfg.timeout, on_tick=live.tick)
         if status.get("status") != "finished:completed":
             raise DataError(out / ".flwr" / "flwr-run.log",
                             f"the Flower run ended as {status.get('status')!r}: see this log for the reason")
         extra = {"site_specs": {s["name"]: s for s in sites["specs"]}, "site_records": sites["records"]}
+        if cfg.dp:
+            extra["privacy"] = site_statements(out, sites["sites"])
         if cfg.compare:
             extra["baselines"] = _baselines(cfg, out, sites["specs"], live.baseline)
+    if cfg.dp and cfg.compare:  # the accuracy cost of DP: the same federation without it
+        plain = run_simulation(dataclasses.replace(cfg, dp=None, compare=False, out=str(out / "non-private")))
+        extra["non_private"] = {"auc_macro": plain["final"]["auc_macro"],
+                                "bleu": {k: v["bleu4"] for k, v in plain["final"]["bleu"].items()},
+                                "run_dir": str(out / "non-private")}
     results = update_results(out, **extra)
     write_report(out)
     return results
+
+
+def site_statements(out: Path, sites: list[str]) -> dict:
+    """Each site's privacy statement, replayed from its ledger, and the ledger's verification."""
+    statements = {}
+    for name in sites:
+        path = out / "sites" / name / "ledger.jsonl"
+        if path.is_file():
+            problems = verify_ledger(path)
+            statements[name] = {"ledger": str(path), "verified": not problems, "problems": problems,
+                                **({} if problems else privacy_statement(Ledger(path)))}
+    return statements
 
 
 def _baselines(cfg: SimConfig, out: Path, specs: list[dict], on_event) -> dict:
@@ -115,7 +147,7 @@ def _baselines(cfg: SimConfig, out: Path, specs: list[dict], on_event) -> dict:
     train = TrainConfig(batch_size=cfg.batch_size, lr=cfg.lr, lm_lr=cfg.lm_lr)
     return run_baselines(run_dir=out, sites=specs, model_cfg=model_cfg, evaluation=evaluation, device=device,
                          init_seed=cfg.seed, on_event=on_event, rounds=cfg.rounds, schedule=cfg.schedule,
-                         local_epochs=cfg.local_epochs, train=train, seed=cfg.seed)
+                         local_epochs=cfg.local_epochs, lm_local_epochs=cfg.lm_local_epochs, train=train, seed=cfg.seed)
 
 
 def resume_config(run_dir: str | Path) -> SimConfig:
@@ -140,6 +172,10 @@ def prepare_sites(cfg: SimConfig, out: Path) -> None:
         raise DataError(cfg.data, f"sites {', '.join(empty)} got no records (language missing from the data?)")
     (out / "sites.json").write_text(json.dumps({"sites": [s.name for s in specs], "records": counts,
                                                 "specs": [dataclasses.asdict(s) for s in specs]}, indent=2))
+    if cfg.dp:  # each site gets its own copy: the site, not the server, enforces it
+        load_policy(cfg.dp)
+        for spec in specs:
+            shutil.copyfile(cfg.dp, out / "sites" / spec.name / "privacy.yaml")
     (out / "sim-config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
 
 

@@ -22,7 +22,8 @@ from sim.synth import generate
 
 def _config(data: Path, out: Path, **changes) -> SimConfig:
     cfg = SimConfig(data=str(data), out=str(out), sites=3, rounds=2, languages=("en", "zh", "en"),
-                    text_only_sites=1, local_epochs=4, batch_size=16, seed=0, timeout=1200, compare=False)
+                    text_only_sites=1, local_epochs=4, batch_size=16, seed=0, timeout=1200, compare=False,
+                    schedule="alternate")
     return dataclasses.replace(cfg, **changes)
 
 
@@ -117,7 +118,7 @@ def test_killed_after_round_one_resumes_to_the_same_model(federated_run, fed_dat
     process = subprocess.Popen(
         [sys.executable, "-m", "sim.cli", "sim", "--data", str(fed_data), "--out", str(out), "--sites", "3",
          "--rounds", "2", "--languages", "en", "zh", "en", "--text-only-sites", "1", "--local-epochs", "4",
-         "--batch-size", "16", "--seed", "0", "--no-compare"], env=env, start_new_session=True,
+         "--batch-size", "16", "--seed", "0", "--no-compare", "--schedule", "alternate"], env=env, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 900

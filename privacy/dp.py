@@ -1,0 +1,308 @@
+"""Sample-level and patient-level DP-SGD for one site's local update of one objective (Opacus 1.6).
+
+Wrapping, not forking: ``private_update`` runs the shared ``contrastive_epoch`` / ``lm_epoch`` once
+over a Poisson-sampled batch iterable, with an Opacus ``DPOptimizer`` around the same AdamW
+(``make_optimizer``) the plain path uses. For the round only, the trained submodule (``model.clip``
+or ``model.lm``) carries Opacus per-sample-gradient hooks (``GradSampleModule``, hooks mode, strict;
+``ModuleValidator`` finds nothing to refuse: Linear, Conv2d, LayerNorm, Embedding; the timm ViT,
+which owns ``cls_token``/``pos_embed`` directly, goes through Opacus' functorch fallback);
+afterwards the model is a plain M3FM again, same ``state_dict`` keys, new weights. The DP clip
+norm and batch are ``max_grad_norm`` and the Poisson ``batch_size``: ``TrainConfig.grad_clip``
+still runs inside ``_step`` but on the non-private gradient that DPOptimizer then overwrites, and
+``TrainConfig.batch_size`` is unused. Contrastive rounds use the public-negative loss of
+``privacy.dp_losses``: the shared in-batch-negatives loss has no per-example sensitivity.
+
+Unit of privacy (add/remove one unit):
+- ``record``: every eligible record (contrastive: records with an image; report generation: all).
+- ``patient``: records grouped by ``Record.patient_id``; user-level DP-SGD (per-user clipping as in
+  McMahan et al., ICLR 2018). Sampling: each step takes each patient with probability q, all of
+  its records together. Clipping: Opacus computes one gradient row per record;
+  ``sum_rows_by_unit`` (the only custom gradient code here) replaces ``p.grad_sample`` by the
+  per-patient sums just before ``DPOptimizer`` clips, so Opacus clips each patient's summed
+  gradient to C and adds N(0, σ²C²) to the sum of clipped patient gradients.
+
+Sampling and steps: q = batch_size / units and the integer step count are fixed before training
+(``planned_steps``); every step draws Bernoulli(q) per unit from a ``torch.Generator`` seeded with
+``seed``. Every planned step is a noised optimizer step, also when the sample is empty (or holds
+one record, which ``contrastive_epoch`` would skip): the batch is padded with public filler rows
+(a blank image, a public text) whose gradient rows are dropped before clipping. The steps run are
+counted at Opacus' noise hook and must equal the planned steps, so the accounted (σ, q, steps) is
+exactly what ran. Subsampling amplification assumes the sample stays secret: ``seed`` must be
+site-private, not the run's public seed.
+
+Noise: ``loss_reduction="mean"``, ``expected_batch_size=batch_size``, so the averaged gradient is
+(Σ_units clip_C(g_u) + N(0, σ²C²I)) / batch_size: std σ·C/batch_size per coordinate. The noise
+generator is seeded from OS entropy, never from ``seed`` (a known seed makes the noise
+reproducible and voids the guarantee); ``noise_seed`` exists for tests only. It is torch's PRNG
+with Opacus ``secure_mode`` off: no defence against floating-point attacks (privacy.md §1).
+
+Not trained in a DP round: parameters the objective gives no gradient (found by a probe on
+public texts: CLIP's temperature, used detached by the DP loss; the LM encoder's unused token
+embeddings). FedProx's proximal gradient is added by the inner optimizer, after clipping and
+noise (it depends on no data). Not covered by ε: the returned loss (computed on private data,
+filler rows included), ``examples`` and ``units`` (N_k); see privacy.md §5.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from opacus import GradSampleModule
+from opacus.optimizers import DPOptimizer
+from opacus.validators import ModuleValidator
+
+from privacy.dp_losses import dp_contrastive_loss
+from shared_model.model import M3FM
+from shared_model.objectives import (
+    TrainConfig, add_proximal_term, contrastive_epoch, lm_epoch, lm_per_example_loss, make_optimizer,
+)
+
+if TYPE_CHECKING:
+    from client.dataset import Examples
+
+OBJECTIVES = ("contrastive", "report-generation")
+UNITS = ("record", "patient")
+RowMap = Callable[[], tuple[torch.Tensor, int]]  # (row -> unit index or -1 for filler, number of units)
+
+
+@dataclass(frozen=True)
+class DPRoundResult:
+    """One DP local update: what to account (σ, q, integer steps) and what is released beside it."""
+
+    loss: float
+    examples: int
+    steps: int
+    sample_rate: float
+    noise_multiplier: float
+    max_grad_norm: float
+    units: int
+
+
+def planned_steps(n_units: int, *, batch_size: int, epochs: int) -> tuple[int, float]:
+    """(integer steps, Poisson sample rate q = batch_size / n_units) for `epochs` expected passes."""
+    if n_units < 1 or batch_size < 1 or epochs < 1:
+        raise ValueError(f"need n_units, batch_size and epochs >= 1, got {n_units}, {batch_size}, {epochs}")
+    if batch_size > n_units:
+        raise ValueError(f"expected batch size {batch_size} exceeds the {n_units} units: q would be above 1")
+    # Integer ceiling: epochs·N/B expected passes without float rounding (privacy.md §3).
+    return -(-epochs * n_units // batch_size), batch_size / n_units
+
+
+def privacy_units(examples: Examples, objective: str, *, unit: str) -> list[list[int]]:
+    """Record indices of each unit: one record, or one patient's records, among those the objective uses."""
+    if objective not in OBJECTIVES or unit not in UNITS:
+        raise ValueError(f"objective must be one of {OBJECTIVES} and unit one of {UNITS}")
+    rows = [i for i in range(len(examples.records))
+            if objective != "contrastive" or int(examples.image_index[i]) >= 0]
+    if unit == "record":
+        return [[i] for i in rows]
+    by_patient: dict[str, list[int]] = {}
+    for i in rows:
+        by_patient.setdefault(examples.records[i].patient_id, []).append(i)
+    return list(by_patient.values())
+
+
+def sum_rows_by_unit(optimizer: DPOptimizer, row_units: torch.Tensor, n_units: int) -> None:
+    """Replace each ``p.grad_sample`` (one row per record) by one row per unit; filler rows (-1) drop out."""
+    for p in optimizer.params:
+        rows = optimizer._get_flat_grad_sample(p)
+        if rows.shape[0] != row_units.shape[0]:  # a layer whose batch dim is not the record axis
+            raise RuntimeError(f"per-sample gradient has {rows.shape[0]} rows for {row_units.shape[0]} records")
+        index = row_units.to(rows.device)
+        keep = index >= 0
+        summed = rows.new_zeros((n_units, *rows.shape[1:]))
+        p.grad_sample = summed.index_add_(0, index[keep], rows[keep])
+
+
+class UnitDPOptimizer(DPOptimizer):
+    """Opacus' DPOptimizer whose clipping unit is a group of rows (a patient) rather than one row."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, *, rows: RowMap, **kwargs) -> None:
+        super().__init__(optimizer, **kwargs)
+        self._rows = rows
+
+    def pre_step(self, closure=None):
+        row_units, n_units = self._rows()
+        sum_rows_by_unit(self, row_units, n_units)
+        return super().pre_step(closure)  # Opacus clips, sums, adds noise and scales
+
+
+@contextlib.contextmanager
+def private_module(module: torch.nn.Module, optimizer: torch.optim.Optimizer, *, noise_multiplier: float,
+                   max_grad_norm: float, expected_batch_size: int, rows: RowMap,
+                   noise_generator: torch.Generator | None = None) -> Iterator[UnitDPOptimizer]:
+    """Per-sample-gradient hooks on ``module`` and a DP optimizer for the block; unwrapped on exit."""
+    errors = ModuleValidator.validate(module, strict=False)
+    if errors:
+        raise ValueError(f"module not supported by DP-SGD: {errors}")
+    if noise_generator is None:  # on the parameters' device: torch.normal needs them to match
+        device = next(module.parameters()).device
+        noise_generator = torch.Generator(device=device).manual_seed(secrets.randbits(63))
+    with _aliases_hidden(module):
+        gsm = GradSampleModule(module, batch_first=True, loss_reduction="mean", strict=True)
+        try:
+            yield UnitDPOptimizer(optimizer, rows=rows, noise_multiplier=noise_multiplier,
+                                  max_grad_norm=max_grad_norm, expected_batch_size=expected_batch_size,
+                                  loss_reduction="mean", generator=noise_generator)
+        finally:
+            gsm._close()  # removes the hooks and Opacus' attributes on the parameters
+            for m in module.modules():  # left behind if a step died between forward and backward
+                for attr in ("activations", "max_batch_len"):
+                    if hasattr(m, attr):
+                        delattr(m, attr)
+            for p in module.parameters():
+                if hasattr(p, "summed_grad"):
+                    del p.summed_grad
+
+
+@contextlib.contextmanager
+def _aliases_hidden(module: torch.nn.Module) -> Iterator[None]:
+    """Detach, for the block, direct parameters that are also a child's parameter (tied weights).
+
+    BERT's LM head owns ``bias``, the very tensor that is ``decoder.bias``. A module with direct
+    parameters sends Opacus to its functorch fallback for the whole module, whose meta-device copy
+    unties the alias and fails; without the alias the head is a plain container and the decoder's
+    Linear hook computes that bias's per-sample gradient once, as it should.
+    """
+    hidden = []
+    for m in module.modules():
+        in_children = {id(p) for child in m.children() for p in child.parameters()}
+        for name, p in list(m._parameters.items()):
+            if p is not None and id(p) in in_children:
+                hidden.append((m, name, p))
+                del m._parameters[name]
+    try:
+        yield
+    finally:
+        for m, name, p in hidden:
+            m._parameters[name] = p
+
+
+class PoissonBatches:
+    """``steps`` Poisson samples of units, as the batches ``contrastive_epoch`` / ``lm_epoch`` take.
+
+    Remembers the row → unit map of the batch it yielded last: the epoch loops step on a batch
+    before asking for the next, so the optimizer reads the map of the batch it is stepping on.
+    """
+
+    def __init__(self, examples: Examples, units: list[list[int]], *, objective: str, sample_rate: float,
+                 steps: int, generator: torch.Generator, filler_text: str) -> None:
+        self.examples, self.units, self.objective = examples, units, objective
+        self.sample_rate, self.steps, self.generator = sample_rate, steps, generator
+        self.filler_text = filler_text
+        # contrastive_epoch skips batches under 2 rows; lm_epoch cannot tokenise an empty one.
+        self.min_rows = 2 if objective == "contrastive" else 1
+        self.row_units, self.n_units = torch.zeros(0, dtype=torch.long), 0
+
+    def current(self) -> tuple[torch.Tensor, int]:
+        return self.row_units, self.n_units
+
+    def __iter__(self):
+        for _ in range(self.steps):
+            chosen = torch.nonzero(torch.rand(len(self.units), generator=self.generator) < self.sample_rate)
+            chosen = chosen.flatten().tolist()
+            rows = [r for u in chosen for r in self.units[u]]
+            fill = max(0, self.min_rows - len(rows))
+            self.row_units = torch.tensor([k for k, u in enumerate(chosen) for _ in self.units[u]] + [-1] * fill,
+                                          dtype=torch.long)
+            self.n_units = len(chosen)
+            yield self._batch(rows, fill)
+
+    def _batch(self, rows: list[int], fill: int):
+        records = [self.examples.records[i] for i in rows]
+        texts = [r.report for r in records] + [self.filler_text] * fill
+        if self.objective == "contrastive":
+            size = self.examples.images.shape[-1]
+            images = self.examples.image_float(self.examples.image_index[rows])
+            return torch.cat([images, torch.zeros(fill, 1, size, size)]), texts
+        return texts, [r.language for r in records] + [language_of(self.filler_text)] * fill
+
+
+def language_of(text: str) -> str:
+    return "zh" if re.search(r"[\u4e00-\u9fff]", text) else "en"
+
+
+@contextlib.contextmanager
+def objective_parameters(model: M3FM, objective: str, *, public_texts: list[str], train: TrainConfig,
+                         device: torch.device) -> Iterator[torch.nn.Module]:
+    """The submodule ``objective`` trains, with only the parameters its loss reaches left trainable.
+
+    Opacus needs a per-sample gradient for every trainable parameter; those the loss never reaches
+    (CLIP's temperature, used detached; the LM encoder's token embeddings, bypassed by its prefix)
+    are frozen for the block. Which they are is probed on public texts: no privacy cost.
+    """
+    module = model.clip if objective == "contrastive" else model.lm
+    module.train()
+    params = [p for p in module.parameters() if p.requires_grad]
+    texts = (list(public_texts) * 2)[:2]
+    if objective == "contrastive":
+        size = model.cfg.image_size
+        loss = dp_contrastive_loss(texts)(model, torch.zeros(2, 1, size, size, device=device), texts)
+    else:
+        loss = lm_per_example_loss(model, texts, [language_of(t) for t in texts], noise_std=train.lm_noise_std,
+                                   device=device).mean()
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    frozen = [p for p, g in zip(params, grads) if g is None]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+
+
+def private_update(model: M3FM, examples: Examples, objective: str, *, train: TrainConfig, epochs: int, seed: int,
+                   device: torch.device, noise_multiplier: float, max_grad_norm: float, batch_size: int, unit: str,
+                   public_texts: list[str], on_step: Callable[[float], None] | None = None,
+                   proximal_mu: float = 0.0, noise_seed: int | None = None,
+                   step_hook: Callable[[DPOptimizer], None] | None = None) -> DPRoundResult:
+    """One DP-SGD local update of ``objective``; account ``(noise_multiplier, sample_rate, steps)`` of the result.
+
+    ``step_hook`` sees the optimizer after clipping and noise, before the weights move (tests, audits).
+    ``noise_seed`` fixes the noise for tests; leave it None in training.
+    """
+    if not (math.isfinite(noise_multiplier) and noise_multiplier >= 0) or not max_grad_norm > 0:
+        raise ValueError(f"need noise_multiplier >= 0 and max_grad_norm > 0, "
+                         f"got {noise_multiplier}, {max_grad_norm}")
+    if not public_texts:
+        raise ValueError("public_texts must hold at least one public (non-patient) text")
+    units = privacy_units(examples, objective, unit=unit)
+    n_examples = sum(len(u) for u in units)
+    if not units:  # nothing for this objective here: nothing trains, nothing to account
+        return DPRoundResult(float("nan"), 0, 0, 0.0, noise_multiplier, max_grad_norm, 0)
+    steps, q = planned_steps(len(units), batch_size=batch_size, epochs=epochs)
+    batches = PoissonBatches(examples, units, objective=objective, sample_rate=q, steps=steps,
+                             generator=torch.Generator().manual_seed(seed), filler_text=public_texts[0])
+    loss_fn = dp_contrastive_loss(public_texts)
+    torch.manual_seed(seed)  # the LM's DeCap augmentation noise (not DP noise) draws from the global RNG
+    noised = [0]
+
+    def count(optimizer: DPOptimizer) -> None:
+        noised[0] += 1
+        if step_hook is not None:
+            step_hook(optimizer)
+
+    lr = train.lr if objective == "contrastive" else train.lm_lr
+    noise_gen = None if noise_seed is None else torch.Generator(device=device).manual_seed(noise_seed)
+    with objective_parameters(model, objective, public_texts=public_texts, train=train, device=device) as module:
+        inner = add_proximal_term(make_optimizer(module.parameters(), lr, train.weight_decay), proximal_mu)
+        with private_module(module, inner, noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm,
+                            expected_batch_size=batch_size, rows=batches.current,
+                            noise_generator=noise_gen) as optimizer:
+            optimizer.attach_step_hook(count)
+            if objective == "contrastive":
+                loss = contrastive_epoch(model, batches, optimizer, train, device, on_step=on_step,
+                                         loss_fn=loss_fn)
+            else:
+                loss = lm_epoch(model, batches, optimizer, train, device, on_step=on_step)
+    if noised[0] != steps:
+        raise RuntimeError(f"ran {noised[0]} noised steps, planned and accounted {steps}")
+    return DPRoundResult(loss=loss, examples=n_examples, steps=steps, sample_rate=q,
+                         noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm, units=len(units))

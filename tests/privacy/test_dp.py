@@ -1,0 +1,192 @@
+"""DP-SGD local updates (privacy/dp.py): planned steps, model intact, noise of the right scale, patients grouped."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from client.dataset import Examples
+from client.sources.records import Record
+from privacy.dp import PoissonBatches, planned_steps, private_module, private_update, privacy_units
+from privacy.dp_losses import finding_phrases
+from shared_model.config import get_preset
+from shared_model.model import build_model
+from shared_model.objectives import TrainConfig, add_proximal_term
+
+CPU = torch.device("cpu")
+PUBLIC = finding_phrases()
+TRAIN = TrainConfig(batch_size=4)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Two intra-op threads on a shared 2-core machine thrash (measured ~30x slower under load).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def site(patients: int = 8) -> Examples:
+    """Two records per patient; every third record is text-only (a report without an image)."""
+    records, index, n_images = [], [], 0
+    for p in range(patients):
+        for k in range(2):
+            i = len(records)
+            image = None if i % 3 == 2 else f"img{i}.png"
+            records.append(Record(patient_id=f"p{p}", study_id=f"s{i}", image=image,
+                                  report=f"{PUBLIC[i % len(PUBLIC)]} {PUBLIC[(5 * i + 1) % len(PUBLIC)]}",
+                                  language="en", split="train", modality="CXR"))
+            index.append(n_images if image else -1)
+            n_images += image is not None
+    images = torch.randint(0, 256, (n_images, 1, 64, 64), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
+    return Examples(records, torch.tensor(index), images)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_model(get_preset("tiny"))
+
+
+def run(model, objective, **kwargs):
+    args = dict(train=TRAIN, epochs=1, seed=3, device=CPU, noise_multiplier=1.0, max_grad_norm=1.0, batch_size=4,
+                unit="record", public_texts=PUBLIC)
+    return private_update(model, site(), objective, **{**args, **kwargs})
+
+
+def test_planned_steps_are_an_integer_ceiling_and_q_is_batch_over_units():
+    assert planned_steps(5000, batch_size=64, epochs=1) == (79, 64 / 5000)
+    assert planned_steps(10, batch_size=4, epochs=3) == (8, 0.4)
+    with pytest.raises(ValueError, match="exceeds"):
+        planned_steps(3, batch_size=4, epochs=1)
+
+
+@pytest.mark.parametrize("objective,unit", [("contrastive", "record"), ("report-generation", "patient")])
+def test_private_update_runs_the_planned_steps_and_leaves_a_plain_model(model, objective, unit):
+    # Prepare
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    units = privacy_units(site(), objective, unit=unit)
+    # Execute
+    result = run(model, objective, unit=unit)
+    # Assert: exactly the planned (accounted) steps ran, on the right units.
+    assert (result.steps, result.sample_rate) == planned_steps(len(units), batch_size=4, epochs=1)
+    assert isinstance(result.steps, int) and result.units == len(units)
+    assert result.examples == (11 if objective == "contrastive" else 16)
+    after = model.state_dict()
+    assert list(after) == list(before)  # no "_module." prefixes, nothing added or dropped
+    trained = "clip." if objective == "contrastive" else "lm."
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(trained))
+    assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith(trained))
+    # No Opacus state left behind: hooks removed, attributes gone, frozen parameters trainable again.
+    assert not any(hasattr(p, "grad_sample") or hasattr(p, "summed_grad") for p in model.parameters())
+    assert all(p.requires_grad for p in model.parameters())
+    assert not any(m._forward_hooks or m._backward_hooks for m in model.modules())
+
+
+def test_a_site_dying_mid_round_leaves_a_plain_model(model):
+    # Prepare
+    keys = list(model.state_dict())
+
+    def die(_loss):
+        raise RuntimeError("site died")
+
+    # Execute
+    with pytest.raises(RuntimeError, match="site died"):
+        run(model, "report-generation", on_step=die)
+    # Assert
+    assert list(model.state_dict()) == keys
+    assert not any(hasattr(p, "grad_sample") for p in model.parameters())
+    assert all(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("unit", ["record", "patient"])
+def test_noise_on_the_averaged_gradient_has_std_sigma_c_over_b(model, unit):
+    # Prepare: large σ, so the data's part (norm ≤ C·|batch|/B) is negligible next to the noise.
+    sigma, clip, batch = 20.0, 0.5, 4
+    stds = []
+
+    def capture(optimizer):  # after clipping, noise and scaling; before the weights move
+        grad = torch.cat([p.grad.flatten() for p in optimizer.params])
+        stds.append(float(grad.std()))
+
+    # Execute
+    result = run(model, "report-generation", unit=unit, noise_multiplier=sigma, max_grad_norm=clip,
+                 batch_size=batch, step_hook=capture, noise_seed=11)
+    # Assert: every step was noised, with std σ·C/B on the averaged gradient.
+    assert len(stds) == result.steps
+    assert stds == pytest.approx([sigma * clip / batch] * result.steps, rel=0.02)
+
+
+def test_noise_is_not_derived_from_the_public_seed(model):
+    # Prepare: same seed (same samples), noise from fresh entropy.
+    grads = []
+
+    def capture(optimizer):
+        grads.append(torch.cat([p.grad.flatten() for p in optimizer.params]))
+
+    # Execute
+    for _ in range(2):
+        run(model, "report-generation", noise_multiplier=5.0, step_hook=capture, epochs=1, batch_size=8)
+    # Assert
+    assert not torch.allclose(grads[0], grads[len(grads) // 2])
+
+
+def test_patient_sampling_takes_all_records_of_a_patient_and_maps_rows_to_patients():
+    # Prepare
+    ex = site(patients=10)
+    units = privacy_units(ex, "report-generation", unit="patient")
+    batches = PoissonBatches(ex, units, objective="report-generation", sample_rate=0.3, steps=200,
+                             generator=torch.Generator().manual_seed(0), filler_text=PUBLIC[0])
+    sizes = []
+    for texts, _ in batches:
+        # Execute: what the optimizer will read for this batch.
+        row_units, n_units = batches.current()
+        real = row_units >= 0
+        sizes.append(n_units)
+        # Assert: rows of one unit are one patient's records, and that patient's all of them.
+        by_unit: dict[int, set[str]] = {}
+        for row, unit in enumerate(row_units.tolist()):
+            if unit >= 0:
+                by_unit.setdefault(unit, set()).add(texts[row])
+        assert len(by_unit) == n_units
+        for reports in by_unit.values():
+            assert any(reports == {ex.records[i].report for i in u} for u in units)
+        assert int(real.sum()) == len(texts) or n_units == 0
+    assert sum(sizes) / len(sizes) == pytest.approx(0.3 * len(units), rel=0.15)  # Poisson(q) per patient
+    assert 0 in sizes  # empty samples happen, and still yield a (filler) batch
+
+
+def test_empty_contrastive_sample_is_padded_to_a_step_with_no_private_rows():
+    # Prepare: q tiny, so the samples are almost all empty.
+    ex = site()
+    units = privacy_units(ex, "contrastive", unit="record")
+    batches = PoissonBatches(ex, units, objective="contrastive", sample_rate=1e-9, steps=3,
+                             generator=torch.Generator().manual_seed(0), filler_text=PUBLIC[0])
+    # Execute
+    out = list(batches)
+    # Assert: each still a batch contrastive_epoch will step on (>= 2 rows), all filler.
+    assert len(out) == 3
+    for images, texts in out:
+        assert len(texts) == 2 and texts == [PUBLIC[0]] * 2 and float(images.abs().sum()) == 0.0
+    row_units, n_units = batches.current()
+    assert n_units == 0 and row_units.tolist() == [-1, -1]  # filler rows: dropped before clipping
+
+
+def test_proximal_term_is_added_after_clipping_and_noise():
+    # Prepare: the wiring private_update uses (FedProx on the inner optimiser, DP around it), a
+    # weight 10 away from the round's start and a data gradient of zero.
+    layer = torch.nn.Linear(3, 1, bias=False)
+    inner = add_proximal_term(torch.optim.SGD(layer.parameters(), lr=0.1), mu=1.0)
+    with torch.no_grad():
+        layer.weight += 10.0
+    rows = (torch.arange(2), 2)
+    with private_module(layer, inner, noise_multiplier=0.0, max_grad_norm=0.01, expected_batch_size=2,
+                        rows=lambda: rows) as optimizer:
+        optimizer.zero_grad()
+        (0.0 * layer(torch.ones(2, 3))).mean().backward()
+        start = layer.weight.detach().clone()
+        # Execute
+        optimizer.step()
+    # Assert: the full proximal pull mu·(w − w0) = 10 applied, not clipped to C = 0.01.
+    assert torch.allclose(layer.weight.detach(), start - 0.1 * 10.0, atol=1e-5)
