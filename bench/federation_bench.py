@@ -84,7 +84,7 @@ def main() -> None:
     report: dict = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
                     "torch": torch.__version__}
 
-    cfg = SimConfig(data=str(data), out=str(out / "fed"), rounds=args.rounds, compare=False)
+    cfg = SimConfig(data=str(data), out=str(out / "fed"), rounds=args.rounds, schedule="alternate", compare=False)
     started = time.perf_counter()
     with PeakRss() as rss:
         results = run_simulation(cfg)
@@ -110,7 +110,7 @@ def main() -> None:
     for sites in (10, 100):
         many = SimConfig(data=str(data), out=str(out / f"sites-{sites}"), sites=sites, rounds=1, local_epochs=1,
                          languages=("en", "en", "zh", "en"), text_only_sites=max(1, sites // 4), compare=False,
-                         partition="iid")
+                         partition="iid", cpus_per_site=1)
         started = time.perf_counter()
         with PeakRss() as rss:
             run_simulation(many)

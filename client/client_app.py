@@ -92,7 +92,8 @@ def train(msg: Message, context: Context, index: int) -> Message:
                                              round=global_round, rounds_left=int(rc["num-server-rounds"]) - global_round + 1,
                                              **update)
         except PrivacyBudgetExhausted as exc:
-            return _refusal(msg, index, f"budget exhausted: {exc}")
+            reason = str(exc).removeprefix("privacy budget exhausted: ")
+            return _refusal(msg, index, f"budget exhausted: {reason}", epsilon=privacy.ledger.epsilon())
     # Only what this objective trained goes back (the other half did not change): fewer bytes up.
     trained = TRAINED_PREFIX[str(config["objective"])] if n else "-"
     arrays = ArrayRecord({k: v for k, v in model.cpu().state_dict().items() if k.startswith(trained)})
@@ -107,10 +108,10 @@ def train(msg: Message, context: Context, index: int) -> Message:
     return Message(RecordDict({"arrays": arrays, "metrics": MetricRecord(metrics)}), reply_to=msg)
 
 
-def _refusal(msg: Message, index: int, reason: str) -> Message:
+def _refusal(msg: Message, index: int, reason: str, *, epsilon: float) -> Message:
     """Not an error: the site works, it declines this round; the server shows the reason as its status."""
-    return Message(RecordDict({"arrays": ArrayRecord(), "metrics": MetricRecord({"num-examples": 0, "site-index": index,
-                                                                                  "bytes-up": 0, "seconds": 0.0}),
+    metrics = MetricRecord({"num-examples": 0, "site-index": index, "bytes-up": 0, "seconds": 0.0, "epsilon": epsilon})
+    return Message(RecordDict({"arrays": ArrayRecord(), "metrics": metrics,
                                "status": ConfigRecord({"reason": reason[:300]})}), reply_to=msg)
 
 
