@@ -77,6 +77,7 @@ def main() -> None:
     parser.add_argument("--data", default="runs/data")
     parser.add_argument("--out", default="runs/bench")
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--parts", default="ratio,rss", help="ratio (federated vs pooled), rss (10 vs 100 sites)")
     args = parser.parse_args()
     out, data = Path(args.out), Path(args.data)
     if not (data / "m3fed-synth.json").is_file():
@@ -84,7 +85,18 @@ def main() -> None:
     report: dict = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
                     "torch": torch.__version__}
 
-    cfg = SimConfig(data=str(data), out=str(out / "fed"), rounds=args.rounds, schedule="alternate", compare=False)
+    if "ratio" in args.parts:
+        report.update(federated_vs_pooled(data, out, args.rounds))
+    if "rss" in args.parts:
+        report.update(rss_10_vs_100(data, out))
+    text = json.dumps(report, indent=2)
+    print(text)
+    (out / f"federation_bench_{args.parts.replace(',', '_')}.json").write_text(text + "\n")
+
+
+def federated_vs_pooled(data: Path, out: Path, rounds: int) -> dict:
+    report: dict = {}
+    cfg = SimConfig(data=str(data), out=str(out / "fed"), rounds=rounds, schedule="alternate", compare=False)
     started = time.perf_counter()
     with PeakRss() as rss:
         results = run_simulation(cfg)
@@ -106,6 +118,11 @@ def main() -> None:
     report["pooled"] = {"train_s": pooled_s, "objectives": [objective_for(r, cfg.schedule)
                                                              for r in range(1, cfg.rounds + 1)]}
     report["ratio_federated_over_pooled"] = {"whole_job": fed_total / pooled_s, "rounds_only": fed_rounds / pooled_s}
+    return report
+
+
+def rss_10_vs_100(data: Path, out: Path) -> dict:
+    report: dict = {}
 
     for sites in (10, 100):
         many = SimConfig(data=str(data), out=str(out / f"sites-{sites}"), sites=sites, rounds=1, local_epochs=1,
@@ -116,9 +133,7 @@ def main() -> None:
             run_simulation(many)
         report[f"sites_{sites}"] = {"peak_rss_mib": rss.peak / 1024, "wall_s": time.perf_counter() - started}
     report["ratio_rss_100_over_10"] = report["sites_100"]["peak_rss_mib"] / report["sites_10"]["peak_rss_mib"]
-    text = json.dumps(report, indent=2)
-    print(text)
-    (out / "federation_bench.json").write_text(text + "\n")
+    return report
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def assign_patients(records: list[Record], n_sites: int, scheme: str, seed: int,
         if r.split == split:
             by_patient.setdefault(r.patient_id, []).append(r)
     patients = sorted(by_patient)
-    if len(patients) < n_sites:
+    if len(patients) < n_sites and split == "train":  # fewer test patients than sites: some evaluate nothing
         raise ValueError(f"{len(patients)} training patients cannot fill {n_sites} sites")
     if kind == "iid":
         order = rng.permutation(len(patients))
@@ -79,8 +79,8 @@ def assign_patients(records: list[Record], n_sites: int, scheme: str, seed: int,
         cuts = (np.cumsum(shares)[:-1] * len(members)).round().astype(int)
         for site, chunk in enumerate(np.split(np.array(members, dtype=object), cuts)):
             assignment.update({p: site for p in chunk})
-    # A site left with no patient would be no hospital at all: give it one from the largest site.
-    for site in range(n_sites):
+    # A site left with no training patient would be no hospital at all: give it one from the largest.
+    for site in range(n_sites if split == "train" else 0):
         if site not in assignment.values():
             donor = max(range(n_sites), key=lambda s: sum(v == s for v in assignment.values()))
             assignment[next(p for p, s in assignment.items() if s == donor)] = site

@@ -62,3 +62,12 @@ def test_dirichlet_concentrates_each_label_group_at_few_sites(small_mimic):
     assert purity("dirichlet:0.1") > purity("iid") + 0.2
     with pytest.raises(ValueError, match="cannot fill"):
         assign_patients(records, 10_000, "iid", seed=0)
+
+
+def test_more_sites_than_test_patients_is_fine_some_sites_just_evaluate_nothing(small_mimic):
+    records, _ = load_records(small_mimic, languages=("en",))
+    train = {r.patient_id for r in records if r.split == "train"}
+    test = {r.patient_id for r in records if r.split == "test"}
+    n_sites = len(train)  # one training patient per site, far more sites than test patients
+    assert assign_patients(records, n_sites, "iid", seed=0, split="train").keys() == train
+    assert assign_patients(records, n_sites, "iid", seed=0, split="test").keys() == test
