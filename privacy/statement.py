@@ -13,6 +13,14 @@ from privacy.ledger import Ledger, LedgerError, verify_ledger
 from privacy.policy import PrivacyPolicy
 
 DP_FLAVOUR = "(ε, δ)-DP, add/remove-one neighbouring"
+# Named in every statement: in-batch negatives would couple examples, so DP rounds use this loss (dp_losses).
+MECHANISM = {
+    "training": "DP-SGD (Opacus per-sample gradients, clipping to C, Gaussian noise σ·C per step, Poisson sampling)",
+    "contrastive_loss": "public-negative InfoNCE: each image-report pair is contrasted only with a frozen, "
+                        "gradient-free embedding of public finding phrases (no other private example), so one "
+                        "example's term, and its clipped gradient, depend on that example alone",
+    "report_generation_loss": "per-example token cross-entropy (decomposes over examples)",
+}
 RELEASE_NOTES = {
     "num-examples": "num-examples sent with each update (no noise; reveals the exact N_k)",
     "train-loss": "train-loss sent with each update (computed on private data, no noise)",
@@ -40,6 +48,7 @@ def not_covered(policy: PrivacyPolicy) -> list[str]:
         "evaluation on private data" + (" (its metrics leave the site)" if "eval-metrics" in policy.release
                                         else ", if its results are used to pick models"),
         "hyperparameter tuning on private data (arXiv 2110.03620)",
+        "the site's participation as a whole: this is record/patient-level DP, not site-level (client-level) DP",
         "the MultiMedLM memory bank, unless built from non-private text",
         "secure RNG not used: Opacus secure_mode needs torchcsprng (unmaintained since 0.2.1, 2021); "
         "noise comes from torch's default generator (floating-point attacks, arXiv 2107.10138)",
@@ -83,6 +92,7 @@ def privacy_statement(ledger: Ledger) -> dict:
         "accountant_version": accounting.accountant_version(policy.accountant),
         "recorded_with": sorted({e["accountant_version"] for e in entries}),
         "sampling": "Poisson (required by the policy)",
+        "mechanism": MECHANISM,
         "composition": {"rounds": len(entries), "steps": sum(e["steps"] for e in entries),
                         "runs": sorted({e["run_id"] for e in entries}), "segments": segments},
         "released_besides_update": list(policy.release),
@@ -106,6 +116,8 @@ def render_markdown(s: dict) -> str:
                                                                         else "."), ""]
     c = s["composition"]
     lines += [f"Accountant: `{s['accountant']}` ({s['accountant_version']}); sampling: {s['sampling']}.", "",
+              "Mechanism: " + s["mechanism"]["training"] + ". Contrastive rounds: "
+              + s["mechanism"]["contrastive_loss"] + ".", "",
               f"## Composition: {c['rounds']} rounds, {c['steps']} steps, runs {', '.join(c['runs']) or '-'}", ""]
     if c["segments"]:
         lines += ["| rounds | steps | q | σ | C |", "|---:|---:|---:|---:|---:|"]

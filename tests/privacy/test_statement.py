@@ -34,13 +34,15 @@ def test_statement_replays_epsilon_and_summarises_the_composition(ledger):
     assert s["accountant"] == "prv" and s["accountant_version"].startswith("opacus")
     joined = " ".join(s["not_covered"])
     for words in ("train-loss", "exact dataset size", "evaluation on private data", "hyperparameter tuning",
-                  "memory bank", "torchcsprng"):
+                  "memory bank", "torchcsprng", "not site-level"):
         assert words in joined
+    assert "public-negative InfoNCE" in s["mechanism"]["contrastive_loss"]
 
 
 def test_markdown_states_the_claim_and_the_exclusions(ledger):
     text = render_markdown(privacy_statement(ledger))
     assert "(ε = " in text and "δ = 1e-06)-DP" in text and "add/remove-one" in text
+    assert "Contrastive rounds: public-negative InfoNCE" in text
     assert "## Not covered by this guarantee" in text and "| 2 | 100 | 0.005 | 1 | 1 |" in text
 
 
