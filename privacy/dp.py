@@ -4,8 +4,8 @@ Wrapping, not forking: ``private_update`` runs the shared ``contrastive_epoch`` 
 over a Poisson-sampled batch iterable, with an Opacus ``DPOptimizer`` around the same AdamW
 (``make_optimizer``) the plain path uses. For the round only, the trained submodule (``model.clip``
 or ``model.lm``) carries Opacus per-sample-gradient hooks (``GradSampleModule``, hooks mode, strict;
-``ModuleValidator`` finds nothing to refuse: Linear, Conv2d, LayerNorm, Embedding; the timm ViT,
-which owns ``cls_token``/``pos_embed`` directly, goes through Opacus' functorch fallback);
+``ModuleValidator`` finds nothing to refuse: Linear, Conv2d, LayerNorm, Embedding; timm's
+LayerNorm subclass is registered with Opacus' LayerNorm sampler);
 afterwards the model is a plain M3FM again, same ``state_dict`` keys, new weights. The DP clip
 norm and batch are ``max_grad_norm`` and the Poisson ``batch_size``: ``TrainConfig.grad_clip``
 still runs inside ``_step`` but on the non-private gradient that DPOptimizer then overwrites, and
@@ -38,7 +38,14 @@ with Opacus ``secure_mode`` off: no defence against floating-point attacks (priv
 
 Not trained in a DP round: parameters the objective gives no gradient (found by a probe on
 public texts: CLIP's temperature, used detached by the DP loss; the LM encoder's unused token
-embeddings). FedProx's proximal gradient is added by the inner optimizer, after clipping and
+embeddings), and the ViT's ``cls_token`` and ``pos_embed``: a module that owns parameters
+directly and also has children sends Opacus to its functorch fallback for the whole subtree,
+i.e. the ViT's whole forward under vmap, where CPU attention has no batching rule (a loop per
+example, ~6x the plain step). In contrastive rounds also the text encoder's token-embedding
+table (vocabulary × width, ~40 % of CLIP's parameters): Opacus materialises a dense
+batch × vocabulary × width per-sample gradient for it every step (0.89 → 0.54 s/step measured),
+and every frozen coordinate is one the DP noise no longer lands on. They keep the global model's
+values. The decoder's table stays trainable: it is tied to the output layer. FedProx's proximal gradient is added by the inner optimizer, after clipping and
 noise (it depends on no data). Not covered by ε: the returned loss (computed on private data,
 filler rows included), ``examples`` and ``units`` (N_k); see privacy.md §5.
 """
@@ -53,11 +60,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+import timm.layers
 from opacus import GradSampleModule
+from opacus.grad_sample import register_grad_sampler
+from opacus.grad_sample.layer_norm import compute_layer_norm_grad_sample
 from opacus.optimizers import DPOptimizer
 from opacus.validators import ModuleValidator
 
 from privacy.dp_losses import dp_contrastive_loss
+
+# Same computation as torch's LayerNorm (a subclass); unregistered it would take the slow fallback.
+if timm.layers.LayerNorm not in GradSampleModule.GRAD_SAMPLERS:
+    register_grad_sampler(timm.layers.LayerNorm)(compute_layer_norm_grad_sample)
 from shared_model.model import M3FM
 from shared_model.objectives import (
     TrainConfig, add_proximal_term, contrastive_epoch, lm_epoch, lm_per_example_loss, make_optimizer,
@@ -248,7 +262,11 @@ def objective_parameters(model: M3FM, objective: str, *, public_texts: list[str]
         loss = lm_per_example_loss(model, texts, [language_of(t) for t in texts], noise_std=train.lm_noise_std,
                                    device=device).mean()
     grads = torch.autograd.grad(loss, params, allow_unused=True)
-    frozen = [p for p, g in zip(params, grads) if g is None]
+    fallback = {id(p) for p in _subtree_owned(module)}
+    if objective == "contrastive":  # the text encoder's vocabulary table: see the module docstring
+        fallback |= {id(m.weight) for m in module.modules()
+                     if isinstance(m, torch.nn.Embedding) and m.num_embeddings == model.tokenizer.vocab_size}
+    frozen = [p for p, g in zip(params, grads) if g is None or id(p) in fallback]
     for p in frozen:
         p.requires_grad_(False)
     try:
@@ -256,6 +274,20 @@ def objective_parameters(model: M3FM, objective: str, *, public_texts: list[str]
     finally:
         for p in frozen:
             p.requires_grad_(True)
+
+
+def _subtree_owned(module: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """Direct parameters of modules that also have parameterised children (the ViT's pos_embed, cls_token).
+
+    A direct parameter that is also a child's (BERT's tied LM-head bias) is not one: ``_aliases_hidden``
+    takes care of it and it trains.
+    """
+    owned = []
+    for m in module.modules():
+        in_children = {id(p) for child in m.children() for p in child.parameters()}
+        if in_children:
+            owned.extend(p for p in m.parameters(recurse=False) if p.requires_grad and id(p) not in in_children)
+    return owned
 
 
 def private_update(model: M3FM, examples: Examples, objective: str, *, train: TrainConfig, epochs: int, seed: int,

@@ -84,6 +84,20 @@ def test_private_update_runs_the_planned_steps_and_leaves_a_plain_model(model, o
     assert not any(m._forward_hooks or m._backward_hooks for m in model.modules())
 
 
+def test_contrastive_dp_round_keeps_the_fallback_and_vocabulary_parameters(model):
+    # Prepare: the parameters that would put the whole ViT under Opacus' vmap fallback, and the
+    # text encoder's vocabulary table, stay at the global model's values (privacy/dp.py).
+    kept = ("clip.visual.pos_embed", "clip.visual.cls_token", "clip.text.embeddings.word_embeddings.weight")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    # Execute
+    run(model, "contrastive")
+    # Assert
+    after = model.state_dict()
+    assert all(k in after and torch.equal(before[k], after[k]) for k in kept)
+    assert not torch.equal(before["clip.visual.blocks.0.attn.qkv.weight"], after["clip.visual.blocks.0.attn.qkv.weight"])
+    assert not torch.equal(before["clip.visual.blocks.0.norm1.weight"], after["clip.visual.blocks.0.norm1.weight"])
+
+
 def test_a_site_dying_mid_round_leaves_a_plain_model(model):
     # Prepare
     keys = list(model.state_dict())
