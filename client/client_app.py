@@ -17,6 +17,7 @@ from flwr.common.constant import ErrorCode
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from client.progress import report_progress  # noqa: E402
+from client.secagg import is_secure, secure_train  # noqa: E402
 from client.site_privacy import private_round, site_privacy  # noqa: E402
 from privacy.accounting import PrivacyBudgetExhausted  # noqa: E402
 from client.site import failure_after, local_evaluation, local_update, site_examples  # noqa: E402  (offline flag first)
@@ -24,11 +25,10 @@ from server.strategy import local_epochs_for  # noqa: E402
 from shared_model.config import get_preset  # noqa: E402
 from sim.standalone import standalone_run_dir  # noqa: E402
 from shared_model.device import resolve_device  # noqa: E402
-from shared_model.model import build_model  # noqa: E402
+from shared_model.model import TRAINED_PREFIX, build_model  # noqa: E402
 from shared_model.objectives import TrainConfig  # noqa: E402
 
 app = ClientApp()
-TRAINED_PREFIX = {"contrastive": "clip.", "report-generation": "lm."}
 
 
 def data_path_of(context: Context) -> str:
@@ -54,22 +54,29 @@ def _guarded(handler):
     return run
 
 
-def _global_model(msg: Message, context: Context):
+def _global_model(content: RecordDict, context: Context):
     rc = context.run_config
     cfg = get_preset(str(rc["preset"]))
     device = resolve_device(str(rc.get("device", "auto")))
     model = build_model(cfg)
-    model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    model.load_state_dict(content["arrays"].to_torch_state_dict())
     return model.to(device), cfg, device
 
 
 @app.train()
 @_guarded
 def train(msg: Message, context: Context, index: int) -> Message:
-    """One local update of the objective the server asked for."""
+    """One local update of the objective the server asked for (under SecAgg+: through its protocol)."""
+    if is_secure(msg):
+        return secure_train(msg, context, lambda content: train_content(content, context, index))
+    return Message(train_content(msg.content, context, index), reply_to=msg)
+
+
+def train_content(content: RecordDict, context: Context, index: int) -> RecordDict:
+    """The reply content of one local update: the trained half, metrics, and a refusal's reason."""
     started = time.perf_counter()
-    rc, config = context.run_config, msg.content["config"]
-    model, cfg, device = _global_model(msg, context)
+    rc, config = context.run_config, content["config"]
+    model, cfg, device = _global_model(content, context)
     examples = site_examples(data_path_of(context), cfg.image_size)
     train_cfg = TrainConfig(batch_size=int(rc["batch-size"]), lr=float(rc["lr"]), lm_lr=float(rc["lm-lr"]))
     # Seeded by site, not by node id (random per run), so the same seed gives the same run.
@@ -93,32 +100,31 @@ def train(msg: Message, context: Context, index: int) -> Message:
                                              **update)
         except PrivacyBudgetExhausted as exc:
             reason = str(exc).removeprefix("privacy budget exhausted: ")
-            return _refusal(msg, index, f"budget exhausted: {reason}", epsilon=privacy.ledger.epsilon())
+            return _refusal(index, f"budget exhausted: {reason}", epsilon=privacy.ledger.epsilon())
     # Only what this objective trained goes back (the other half did not change): fewer bytes up.
-    trained = TRAINED_PREFIX[str(config["objective"])] if n else "-"
+    trained = TRAINED_PREFIX[objective] if n else "-"
     arrays = ArrayRecord({k: v for k, v in model.cpu().state_dict().items() if k.startswith(trained)})
     seconds = time.perf_counter() - started
-    report_progress(str(rc.get("progress-file", "")), event="site", round=int(config["global-round"]), site=index,
-                    objective=str(config["objective"]), loss=loss if n else None, examples=n, seconds=seconds)
+    report_progress(str(rc.get("progress-file", "")), event="site", round=global_round, site=index,
+                    objective=objective, loss=loss if n else None, examples=n, seconds=seconds)
     metrics = {"num-examples": n, "bytes-up": arrays.count_bytes(), "site-index": index, "seconds": seconds}
     if "train-loss" in release:
         metrics["loss"] = loss if n else 0.0
     if epsilon is not None:
         metrics["epsilon"] = epsilon
-    return Message(RecordDict({"arrays": arrays, "metrics": MetricRecord(metrics)}), reply_to=msg)
+    return RecordDict({"arrays": arrays, "metrics": MetricRecord(metrics)})
 
 
-def _refusal(msg: Message, index: int, reason: str, *, epsilon: float) -> Message:
+def _refusal(index: int, reason: str, *, epsilon: float) -> RecordDict:
     """Not an error: the site works, it declines this round; the server shows the reason as its status."""
     metrics = MetricRecord({"num-examples": 0, "site-index": index, "bytes-up": 0, "seconds": 0.0, "epsilon": epsilon})
-    return Message(RecordDict({"arrays": ArrayRecord(), "metrics": metrics,
-                               "status": ConfigRecord({"reason": reason[:300]})}), reply_to=msg)
+    return RecordDict({"arrays": ArrayRecord(), "metrics": metrics, "status": ConfigRecord({"reason": reason[:300]})})
 
 
 @app.evaluate()
 @_guarded
 def evaluate(msg: Message, context: Context, index: int) -> Message:
     """The global model on this site's own test patients (client-side evaluation)."""
-    model, cfg, device = _global_model(msg, context)
+    model, cfg, device = _global_model(msg.content, context)
     metrics = local_evaluation(model, data_path_of(context), cfg.image_size, device, seed=int(context.run_config["seed"]))
     return Message(RecordDict({"metrics": MetricRecord({**metrics, "site-index": index})}), reply_to=msg)

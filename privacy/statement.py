@@ -49,6 +49,8 @@ def not_covered(policy: PrivacyPolicy) -> list[str]:
                                         else ", if its results are used to pick models"),
         "hyperparameter tuning on private data (arXiv 2110.03620)",
         "the site's participation as a whole: this is record/patient-level DP, not site-level (client-level) DP",
+        "round metadata sent in clear with every update, also under secure aggregation (SecAgg+ hides only "
+        "the update): site index, example count, seconds, bytes, ε spent so far, a refusal's reason",
         "the MultiMedLM memory bank, unless built from non-private text",
         "secure RNG not used: Opacus secure_mode needs torchcsprng (unmaintained since 0.2.1, 2021); "
         "noise comes from torch's default generator (floating-point attacks, arXiv 2107.10138)",

@@ -21,6 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from client.progress import report_progress  # noqa: E402
 from server.evaluation import ServerEvaluation  # noqa: E402
 from server.results import write_results  # noqa: E402
+from server.secagg import SecAggConfig, SecureGrid  # noqa: E402
 from server.run_state import load_round, restore_strategy, save_round, strategy_arrays  # noqa: E402
 from server.strategy import make_strategy  # noqa: E402
 from shared_model.config import get_preset  # noqa: E402
@@ -52,6 +53,9 @@ def main(grid: Grid, context: Context) -> None:
 
         run_dir, data = prepare_standalone(context.run_id, num_sites=len(list(grid.get_node_ids())))
     sites = json.loads((run_dir / "sites.json").read_text(encoding="utf-8"))["sites"]
+    # The one seam where SecAgg+ (legacy-only in flwr 1.42) enters: the strategy sees a Grid as before.
+    secure = SecureGrid(grid, context, SecAggConfig.from_run_config(rc), run_dir=run_dir) if bool(rc.get("secagg", False)) else None
+    grid = secure or grid
     cfg, device = get_preset(str(rc["preset"])), resolve_device(str(rc.get("device", "auto")))
     torch.manual_seed(int(rc["seed"]))
     model = build_model(cfg)
@@ -89,6 +93,7 @@ def main(grid: Grid, context: Context) -> None:
                            "seconds": log.get("seconds"), "sites": log.get("sites", {}),
                            **({"site_eval": strategy.site_eval[global_round]}
                               if global_round in strategy.site_eval else {}),
+                           **({"secagg": secure.rounds[global_round]} if secure and global_round in secure.rounds else {}),
                            **({"stopped": log["stopped"]} if log.get("stopped") else {})})
             save_round(run_dir, model, server_round=global_round, rounds=rounds, initial=initial,
                        strategy_arrays=strategy_arrays(strategy))

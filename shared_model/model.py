@@ -10,6 +10,9 @@ from shared_model.config import ModelConfig
 from shared_model.lm import MultiMedLM
 from shared_model.tokenizer import SharedTokenizer, load_tokenizer
 
+# The half of the model each objective trains (state-dict key prefix): what a site sends back.
+TRAINED_PREFIX = {"contrastive": "clip.", "report-generation": "lm."}
+
 
 class M3FM(nn.Module):
     def __init__(self, cfg: ModelConfig, tokenizer: SharedTokenizer, *, vit_weights: str | Path | None = None

@@ -82,7 +82,8 @@ def _sim(args: argparse.Namespace) -> int:
                             batch_size=args.batch_size, drop_sites=args.drop_sites, strategy=args.strategy, schedule=args.schedule,
                             proximal_mu=args.proximal_mu, server_lr=args.server_lr,
                             min_live_sites=args.min_live_sites or 1, client_eval_every=args.client_eval_every,
-                            compare=not args.no_compare, dp=args.dp)
+                            compare=not args.no_compare, dp=args.dp, secagg=args.secagg,
+                            secagg_threshold=args.secagg_threshold, secagg_timeout=args.secagg_timeout)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     results = run_simulation(cfg, resume=bool(args.resume), console=console)
@@ -174,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dp", metavar="POLICY.yaml",
                    help="DP-SGD at every site under this privacy policy (ledger per site; with comparison, "
                         "the same federation without DP is also run to show the accuracy cost)")
+    p.add_argument("--secagg", action="store_true",
+                   help="Flower's SecAgg+ on the sites' updates: the server sees only their weighted sum")
+    p.add_argument("--secagg-threshold", type=float, default=sim_defaults.secagg_threshold,
+                   help="SecAgg+ reconstruction threshold: a count (>1) or a fraction of the shares")
+    p.add_argument("--secagg-timeout", type=float, default=sim_defaults.secagg_timeout,
+                   help="seconds each SecAgg+ stage waits for the sites")
     p.add_argument("--drop-sites", type=int, default=0,
                    help="K sites die in the middle of a round (from the middle round on), chosen from --seed")
     p.add_argument("--seed", type=int, default=sim_defaults.seed)

@@ -60,6 +60,9 @@ class SimConfig:
     cpus_per_site: int = max(1, os.cpu_count() or 1)
     compare: bool = True  # also train pooled and single-site baselines on the same schedule
     dp: str | None = None  # a site privacy policy (YAML) given to every site: DP-SGD, ledgers, refusal
+    secagg: bool = False  # Flower's SecAgg+ on the sites' updates
+    secagg_threshold: float = 0.6  # reconstruction threshold: a count (>1) or a fraction of the shares
+    secagg_timeout: float = 600.0  # seconds per protocol stage
 
     def __post_init__(self) -> None:
         parse_partition(self.partition)
@@ -78,6 +81,8 @@ class SimConfig:
             raise ValueError(f"--strategy must be one of {', '.join(STRATEGIES)}")
         if not 1 <= self.min_live_sites <= self.sites:
             raise ValueError("--min-live-sites must be between 1 and --sites")
+        if self.secagg_threshold <= 0 or self.secagg_timeout <= 0:
+            raise ValueError("--secagg-threshold and --secagg-timeout must be > 0")
 
     def site_specs(self) -> list[SiteSpec]:
         return [SiteSpec(f"site-{i + 1}", self.languages[i % len(self.languages)],
@@ -92,7 +97,9 @@ def run_config_of(cfg: SimConfig, out: Path, *, resume: bool) -> dict:
             "preset": cfg.preset, "seed": cfg.seed, "batch-size": cfg.batch_size, "resume": resume,
             "strategy": cfg.strategy, "proximal-mu": cfg.proximal_mu, "server-lr": cfg.server_lr, "lr": cfg.lr,
             "lm-lr": cfg.lm_lr, "min-live-sites": cfg.min_live_sites, "client-eval-every": cfg.client_eval_every,
-            "progress-file": str(out / PROGRESS), **_failure_injection(cfg)}
+            "progress-file": str(out / PROGRESS), "secagg": cfg.secagg,
+            "secagg-reconstruction-threshold": float(cfg.secagg_threshold), "secagg-timeout": cfg.secagg_timeout,
+            **_failure_injection(cfg)}
 
 
 def run_simulation(cfg: SimConfig, *, resume: bool = False, console: Console | None = None) -> dict:

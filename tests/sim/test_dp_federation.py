@@ -64,3 +64,26 @@ def test_privacy_verify_fails_after_one_ledger_line_is_edited(dp_run, tmp_path):
     edited = tmp_path / "ledger.jsonl"
     edited.write_text("\n".join(lines) + "\n", encoding="utf-8")
     assert verify_ledger(edited)
+
+
+def test_dp_sites_under_secagg_train_account_and_refuse_as_without_it(tmp_path):
+    # Prepare: DP-SGD at each site before masking; the server sees only the secure sum.
+    generate(tmp_path / "data", patients=60, seed=6, difficulty=0.0)
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    cfg = SimConfig(data=str(tmp_path / "data"), out=str(tmp_path / "run"), sites=3, rounds=2,
+                    languages=("en", "zh", "en"), text_only_sites=1, local_epochs=1, batch_size=8, seed=0,
+                    timeout=1200, compare=False, schedule="alternate", dp=str(tmp_path / "policy.yaml"), secagg=True)
+    # Execute
+    run_simulation(cfg)
+    # Assert
+    doc = json.loads((tmp_path / "run" / "results.json").read_text(encoding="utf-8"))
+    assert len(doc["rounds"]) == 2
+    for r in doc["rounds"]:
+        assert r["secagg"]["completed"], r
+        for site, s in r["sites"].items():
+            assert s["status"] in ("ok", "no data for this objective") or s["status"].startswith("budget exhausted")
+            if s["status"] == "ok":
+                assert 0 < s["epsilon"] <= 4.0
+    for site in ("site-1", "site-2", "site-3"):
+        ledger = tmp_path / "run" / "sites" / site / "ledger.jsonl"
+        assert verify_ledger(ledger) == [] and Ledger(ledger).epsilon() <= 4.0
