@@ -7,6 +7,8 @@
 2. Bytes per round (down + up, all sites) from the run's results.
 3. Peak RSS (sum over the whole process tree: flwr, SuperLink, Ray workers, ServerApp) of a
    one-round simulation with 10 and with 100 virtual sites on the same data.
+4. ``--parts secagg``: round seconds of a 10-site simulation with and without SecAgg+ (same
+   seed, data and schedule: one contrastive and one report-generation round), run one after the other.
 
     python bench/federation_bench.py [--data DIR] [--out DIR]   # prints and writes one JSON file
 """
@@ -77,7 +79,8 @@ def main() -> None:
     parser.add_argument("--data", default="runs/data")
     parser.add_argument("--out", default="runs/bench")
     parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--parts", default="ratio,rss", help="ratio (federated vs pooled), rss (10 vs 100 sites)")
+    parser.add_argument("--parts", default="ratio,rss",
+                        help="ratio (federated vs pooled), rss (10 vs 100 sites), secagg (10 sites with/without)")
     args = parser.parse_args()
     out, data = Path(args.out), Path(args.data)
     if not (data / "m3fed-synth.json").is_file():
@@ -89,6 +92,8 @@ def main() -> None:
         report.update(federated_vs_pooled(data, out, args.rounds))
     if "rss" in args.parts:
         report.update(rss_10_vs_100(data, out))
+    if "secagg" in args.parts:
+        report.update(secagg_vs_plain(data, out))
     text = json.dumps(report, indent=2)
     print(text)
     (out / f"federation_bench_{args.parts.replace(',', '_')}.json").write_text(text + "\n")
@@ -133,6 +138,23 @@ def rss_10_vs_100(data: Path, out: Path) -> dict:
             run_simulation(many)
         report[f"sites_{sites}"] = {"peak_rss_mib": rss.peak / 1024, "wall_s": time.perf_counter() - started}
     report["ratio_rss_100_over_10"] = report["sites_100"]["peak_rss_mib"] / report["sites_10"]["peak_rss_mib"]
+    return report
+
+
+def secagg_vs_plain(data: Path, out: Path, sites: int = 10) -> dict:
+    report: dict = {}
+    for secagg in (False, True):
+        cfg = SimConfig(data=str(data), out=str(out / f"secagg-{secagg}"), sites=sites, rounds=2, local_epochs=1,
+                        languages=("en", "zh"), text_only_sites=1, partition="iid", schedule="alternate",
+                        compare=False, secagg=secagg)
+        results = run_simulation(cfg)
+        report[f"secagg_{secagg}".lower()] = {
+            "round_s": [r["seconds"] for r in results["rounds"]],
+            "bytes_up": [sum(s["bytes_up"] for s in r["sites"].values()) for r in results["rounds"]],
+            "secagg": [r.get("secagg") for r in results["rounds"]]}
+    plain, secure = report["secagg_false"]["round_s"], report["secagg_true"]["round_s"]
+    report["ratio_secagg_over_plain"] = {"per_round": [b / a for a, b in zip(plain, secure)],
+                                         "total": sum(secure) / sum(plain)}
     return report
 
 
