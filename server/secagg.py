@@ -102,7 +102,8 @@ class SecureGrid(Grid):
 
     def __init__(self, grid: Grid, context: Context, cfg: SecAggConfig, *, run_dir: Path | None = None) -> None:
         self.grid, self.context, self.cfg = grid, context, cfg
-        self.site_examples: dict[int, int] = _site_records(run_dir)
+        # Largest example count known: sites.json first, then every count a round reports.
+        self.largest = float(max(_site_records(run_dir), default=0))
         self.rounds: dict[int, dict] = {}  # global round -> what the results state about the protocol
         self._errors: dict[int, str] = {}
         self._bytes: dict[int, int] = {}
@@ -154,7 +155,7 @@ class SecureGrid(Grid):
         config = dict(messages[0].content["config"])
         keys = list(arrays.keys())
         half = [k for k in keys if k.startswith(TRAINED_PREFIX[str(config["objective"])])]
-        max_weight = self.cfg.max_weight or float(max(self.site_examples.values(), default=0))
+        max_weight = self.cfg.max_weight or self.largest
         if max_weight <= 0:
             raise ValueError("secagg-max-weight is 0 and no site's example count is known yet: set "
                              "secagg-max-weight to the largest site's number of training examples")
@@ -206,7 +207,7 @@ class SecureGrid(Grid):
             metrics = dict(fitres.metrics)
             status = metrics.pop("status", None)
             metrics["bytes-up"] = self._bytes.get(node, 0)
-            self.site_examples[node] = int(fitres.num_examples)
+            self.largest = max(self.largest, float(fitres.num_examples))
             content = RecordDict({"arrays": aggregate if fitres.num_examples else ArrayRecord(),
                                   "metrics": MetricRecord({k: v for k, v in metrics.items() if not isinstance(v, str)})})
             if status:
@@ -222,10 +223,9 @@ def _apply(start: np.ndarray, update: np.ndarray) -> np.ndarray:
     return np.asarray(start + update.reshape(start.shape), dtype=start.dtype)
 
 
-def _site_records(run_dir: Path | None) -> dict[int, int]:
-    """Training-record counts per site from a simulation's sites.json (keyed by position)."""
+def _site_records(run_dir: Path | None) -> list[int]:
+    """Training-record counts of the sites, from a simulation's sites.json (none in deployment)."""
     path = None if run_dir is None else Path(run_dir) / "sites.json"
     if path is None or not path.is_file():
-        return {}
-    counts = json.loads(path.read_text(encoding="utf-8")).get("records", {})
-    return {i: int(n) for i, n in enumerate(counts.values())}
+        return []
+    return [int(n) for n in json.loads(path.read_text(encoding="utf-8")).get("records", {}).values()]
