@@ -18,7 +18,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from client.progress import report_progress  # noqa: E402
 from client.secagg import is_secure, secure_train  # noqa: E402
-from client.site_privacy import private_round, site_privacy  # noqa: E402
+from client.site_privacy import private_round, site_policy, site_privacy  # noqa: E402
 from privacy.accounting import PrivacyBudgetExhausted  # noqa: E402
 from client.site import failure_after, local_evaluation, local_update, site_examples  # noqa: E402  (offline flag first)
 from server.strategy import local_epochs_for  # noqa: E402
@@ -41,6 +41,17 @@ def data_path_of(context: Context) -> str:
     return str(run_dir / "sites" / name / "manifest.jsonl")
 
 
+def site_name_of(context: Context) -> str:
+    """A deployed site's name from its node config; a virtual site's from the simulation's sites.json."""
+    if "site-name" in context.node_config:
+        return str(context.node_config["site-name"])
+    return Path(data_path_of(context)).parent.name
+
+
+def _site_record(context: Context) -> ConfigRecord:
+    return ConfigRecord({"name": site_name_of(context)})
+
+
 def _guarded(handler):
     """A failure becomes a short error reply naming the site: the server reports it and goes on."""
     def run(msg: Message, context: Context) -> Message:
@@ -48,7 +59,8 @@ def _guarded(handler):
         try:
             return handler(msg, context, index)
         except Exception as exc:  # noqa: BLE001 - any site failure is that site's round status
-            reason = f"[site {index}] {type(exc).__name__}: {exc}"
+            label = context.node_config.get("site-name", index)
+            reason = f"[site {label}] {type(exc).__name__}: {exc}"
             return Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=msg)
     run.__name__ = handler.__name__
     return run
@@ -100,7 +112,7 @@ def train_content(content: RecordDict, context: Context, index: int) -> RecordDi
                                              **update)
         except PrivacyBudgetExhausted as exc:
             reason = str(exc).removeprefix("privacy budget exhausted: ")
-            return _refusal(index, f"budget exhausted: {reason}", epsilon=privacy.ledger.epsilon())
+            return _refusal(index, f"budget exhausted: {reason}", epsilon=privacy.ledger.epsilon(), site=_site_record(context))
     # Only what this objective trained goes back (the other half did not change): fewer bytes up.
     trained = TRAINED_PREFIX[objective] if n else "-"
     arrays = ArrayRecord({k: v for k, v in model.cpu().state_dict().items() if k.startswith(trained)})
@@ -112,13 +124,14 @@ def train_content(content: RecordDict, context: Context, index: int) -> RecordDi
         metrics["loss"] = loss if n else 0.0
     if epsilon is not None:
         metrics["epsilon"] = epsilon
-    return RecordDict({"arrays": arrays, "metrics": MetricRecord(metrics)})
+    return RecordDict({"arrays": arrays, "metrics": MetricRecord(metrics), "site": _site_record(context)})
 
 
-def _refusal(index: int, reason: str, *, epsilon: float) -> RecordDict:
+def _refusal(index: int, reason: str, *, epsilon: float, site: ConfigRecord) -> RecordDict:
     """Not an error: the site works, it declines this round; the server shows the reason as its status."""
     metrics = MetricRecord({"num-examples": 0, "site-index": index, "bytes-up": 0, "seconds": 0.0, "epsilon": epsilon})
-    return RecordDict({"arrays": ArrayRecord(), "metrics": metrics, "status": ConfigRecord({"reason": reason[:300]})})
+    return RecordDict({"arrays": ArrayRecord(), "metrics": metrics, "status": ConfigRecord({"reason": reason[:300]}),
+                       "site": site})
 
 
 @app.evaluate()
@@ -126,5 +139,10 @@ def _refusal(index: int, reason: str, *, epsilon: float) -> RecordDict:
 def evaluate(msg: Message, context: Context, index: int) -> Message:
     """The global model on this site's own test patients (client-side evaluation)."""
     model, cfg, device = _global_model(msg.content, context)
-    metrics = local_evaluation(model, data_path_of(context), cfg.image_size, device, seed=int(context.run_config["seed"]))
-    return Message(RecordDict({"metrics": MetricRecord({**metrics, "site-index": index})}), reply_to=msg)
+    data = data_path_of(context)
+    metrics = local_evaluation(model, data, cfg.image_size, device, seed=int(context.run_config["seed"]))
+    policy = site_policy(context)
+    if policy is not None and "eval-metrics" not in policy.release:  # the site's policy keeps them home
+        metrics = {"num-examples": metrics["num-examples"], "withheld": 1}
+    return Message(RecordDict({"metrics": MetricRecord({**metrics, "site-index": index}),
+                               "site": _site_record(context)}), reply_to=msg)

@@ -53,6 +53,8 @@ def _fit(msg: Message, train_content: Callable[[RecordDict], RecordDict]) -> Mes
     metrics = dict(reply["metrics"])
     if "status" in reply:  # a refusal's reason travels in clear, like every FitRes metric
         metrics["status"] = str(reply["status"]["reason"])
+    if "site" in reply:
+        metrics["site-name"] = str(reply["site"]["name"])
     n = int(metrics["num-examples"])
     trained = {k: v.numpy() for k, v in reply["arrays"].items()}
     half = [k for k in keys if k.startswith(TRAINED_PREFIX[str(config["objective"])])]

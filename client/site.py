@@ -77,8 +77,9 @@ def local_evaluation(model: M3FM, data_path: str, image_size: int, device: torch
     bank = bank_texts(site_examples(data_path, image_size, "train").records, 2000, seed)
     final = evaluate_model(model, **inputs, bank_texts=bank or inputs["references"][languages[0]][1],
                            device=device, languages=languages)
-    bleu = [final["bleu"][lang]["bleu4"] for lang in languages]
-    return {"num-examples": len(inputs["images"]), "auc-macro": final["auc_macro"], "bleu4": sum(bleu) / len(bleu)}
+    bleu = {lang: final["bleu"][lang]["bleu4"] for lang in languages}
+    return {"num-examples": len(inputs["images"]), "auc-macro": final["auc_macro"],
+            "bleu4": sum(bleu.values()) / len(bleu), **{f"bleu4-{lang}": b for lang, b in bleu.items()}}
 
 
 class InjectedFailure(RuntimeError):

@@ -81,20 +81,27 @@ def public_texts() -> list[str]:
     return finding_phrases()
 
 
-def site_privacy(context, examples: Examples) -> SitePrivacy | None:
-    """The site's policy and ledger: from the node config, or next to a simulated site's manifest."""
+def privacy_paths(context) -> tuple[Path, Path, str] | None:
+    """(policy, ledger, site): from the node config, or next to a simulated site's manifest; None: no DP."""
     node = context.node_config
     if "privacy-policy" in node:
-        policy, ledger = Path(str(node["privacy-policy"])), Path(str(node["privacy-ledger"]))
-        site = str(node.get("site-name", f"node-{context.node_id}"))
-    else:
-        from client.client_app import data_path_of  # the simulated site's folder
+        return (Path(str(node["privacy-policy"])), Path(str(node["privacy-ledger"])),
+                str(node.get("site-name", f"node-{context.node_id}")))
+    from client.client_app import data_path_of  # the simulated site's folder
 
-        folder = Path(data_path_of(context)).parent
-        policy, ledger, site = folder / "privacy.yaml", folder / "ledger.jsonl", folder.name
-        if not policy.is_file():
-            return None
-    return SitePrivacy.open(policy, ledger, site=site, examples=examples)
+    folder = Path(data_path_of(context)).parent
+    return (folder / "privacy.yaml", folder / "ledger.jsonl", folder.name) if (folder / "privacy.yaml").is_file() else None
+
+
+def site_policy(context) -> PrivacyPolicy | None:
+    paths = privacy_paths(context)
+    return load_policy(paths[0]) if paths else None
+
+
+def site_privacy(context, examples: Examples) -> SitePrivacy | None:
+    """The site's policy and ledger, or None when the site trains without DP."""
+    paths = privacy_paths(context)
+    return SitePrivacy.open(paths[0], paths[1], site=paths[2], examples=examples) if paths else None
 
 
 def private_round(privacy: SitePrivacy, model, examples: Examples, objective: str, *, run_id: str, round: int,

@@ -48,3 +48,21 @@ class ServerEvaluation:
     def __call__(self, model: M3FM, device: torch.device, *, reports: bool) -> dict:
         return evaluate_model(model, **self.inputs, bank_texts=self.bank, device=device, reports=reports,
                               groups=self.groups if reports else None)
+
+
+def federated_metrics(per_site: dict[str, dict]) -> dict:
+    """A deployment's round metrics: the sites' own scores on their test patients, weighted by images.
+
+    AUC over the sites that released one; BLEU-4 per language over the sites writing it.
+    """
+    scored = [s for s in per_site.values() if s.get("status") == "ok" and s.get("test_images")]
+    aucs = [(s["auc_macro"], s["test_images"]) for s in scored if s.get("auc_macro") is not None]
+    bleu: dict[str, list[tuple[float, int]]] = {}
+    for s in scored:
+        for lang, value in s.get("bleu4_by_language", {}).items():
+            bleu.setdefault(lang, []).append((value, s["test_images"]))
+
+    def mean(pairs):
+        return sum(v * n for v, n in pairs) / sum(n for _, n in pairs) if pairs else None
+    return {"auc_macro": mean(aucs), "bleu": {lang: {"bleu4": mean(p)} for lang, p in sorted(bleu.items())},
+            "evaluated_by": f"{len(scored)} site(s) on their own test patients"}

@@ -205,13 +205,15 @@ class SecureGrid(Grid):
                 replies.append(Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=msg))
                 continue
             metrics = dict(fitres.metrics)
-            status = metrics.pop("status", None)
+            status, name = metrics.pop("status", None), metrics.pop("site-name", None)
             metrics["bytes-up"] = self._bytes.get(node, 0)
             self.largest = max(self.largest, float(fitres.num_examples))
             content = RecordDict({"arrays": aggregate if fitres.num_examples else ArrayRecord(),
                                   "metrics": MetricRecord({k: v for k, v in metrics.items() if not isinstance(v, str)})})
             if status:
                 content["status"] = ConfigRecord({"reason": str(status)})
+            if name:
+                content["site"] = ConfigRecord({"name": str(name)})
             replies.append(Message(content, reply_to=msg))
         return replies
 

@@ -19,7 +19,7 @@ from flwr.serverapp import Grid, ServerApp
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from client.progress import report_progress  # noqa: E402
-from server.evaluation import ServerEvaluation  # noqa: E402
+from server.evaluation import ServerEvaluation, federated_metrics  # noqa: E402
 from server.results import write_results  # noqa: E402
 from server.secagg import SecAggConfig, SecureGrid  # noqa: E402
 from server.run_state import load_round, restore_strategy, save_round, strategy_arrays  # noqa: E402
@@ -52,14 +52,18 @@ def main(grid: Grid, context: Context) -> None:
         from sim.standalone import prepare_standalone  # `flwr run .` on its own: the default federation
 
         run_dir, data = prepare_standalone(context.run_id, num_sites=len(list(grid.get_node_ids())))
-    sites = json.loads((run_dir / "sites.json").read_text(encoding="utf-8"))["sites"]
+    # A deployment names no server-side data: the server holds none, the sites evaluate (server/remote.py).
+    deployed = not data
+    run_dir.mkdir(parents=True, exist_ok=True)
+    sites = [] if deployed else json.loads((run_dir / "sites.json").read_text(encoding="utf-8"))["sites"]
     # The one seam where SecAgg+ (legacy-only in flwr 1.42) enters: the strategy sees a Grid as before.
     secure = SecureGrid(grid, context, SecAggConfig.from_run_config(rc), run_dir=run_dir) if bool(rc.get("secagg", False)) else None
     grid = secure or grid
     cfg, device = get_preset(str(rc["preset"])), resolve_device(str(rc.get("device", "auto")))
     torch.manual_seed(int(rc["seed"]))
     model = build_model(cfg)
-    evaluation = ServerEvaluation(data, cfg.image_size, seed=int(rc["seed"]), run_dir=run_dir, sites=sites)
+    evaluation = None if deployed else ServerEvaluation(data, cfg.image_size, seed=int(rc["seed"]), run_dir=run_dir,
+                                                        sites=sites)
     state = load_round(run_dir, model) if bool(rc["resume"]) else None
     done = state["round"] if state else 0
     rounds: list[dict] = state["rounds"] if state else []
@@ -82,7 +86,8 @@ def main(grid: Grid, context: Context) -> None:
         model.load_state_dict(arrays.to_torch_state_dict())
         model.to(device)
         final_round = global_round == total or strategy.round_log.get(global_round, {}).get("stopped")
-        result = evaluation(model, device, reports=bool(final_round))
+        result = (evaluation(model, device, reports=bool(final_round)) if evaluation
+                  else federated_metrics(strategy.site_eval.get(global_round, {})))
         last.clear()
         last.update(result)
         if server_round == 0 and not state:
@@ -112,11 +117,13 @@ def main(grid: Grid, context: Context) -> None:
             evaluate(0, ArrayRecord(model.state_dict()))
     except StopRun as exc:
         stopped = str(exc)
-    if stopped and not last.get("bleu"):
+    if stopped and not last.get("bleu") and evaluation:
         last.update(evaluation(model, device, reports=True))
     write_results(run_dir, mode="federated", config=dict(rc), final=last, rounds=rounds,
-                  data_report=evaluation.data_report, seconds={"total": time.perf_counter() - started},
-                  sites=sites, initial=initial, **({"stopped": stopped} if stopped else {}))
+                  data_report=evaluation.data_report if evaluation else {},
+                  seconds={"total": time.perf_counter() - started},
+                  sites=sites or sorted(set(strategy.node_names.values())), initial=initial,
+                  **({"stopped": stopped} if stopped else {}))
 
 
 class StopRun(Exception):

@@ -64,6 +64,8 @@ class ObjectiveRounds:
         self._started: dict[int, float] = {}
         self._bytes_down = 0
         self._global = ArrayRecord()
+        self._sent: list[int] = []  # node ids asked to train this round
+        self.node_names: dict[int, str] = {}  # deployed sites name themselves in their replies
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
                         ) -> Iterable[Message]:
@@ -73,7 +75,9 @@ class ObjectiveRounds:
         self._global = arrays
         config["objective"] = objective_for(global_round, self.schedule)
         config["global-round"] = global_round
-        return super().configure_train(server_round, arrays, config, grid)
+        messages = list(super().configure_train(server_round, arrays, config, grid))
+        self._sent = [m.metadata.dst_node_id for m in messages]
+        return messages
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
@@ -97,7 +101,9 @@ class ObjectiveRounds:
             if n:
                 self._complete(reply.content["arrays"])
                 useful.append(reply)
-        for name in self.site_names:
+        # Simulated sites are known by name from the start; deployed ones by node until they first answer.
+        silent = self.site_names or [self.node_names.get(node, f"node-{node}") for node in self._sent]
+        for name in silent:
             sites.setdefault(name, {"status": "no reply within the round timeout", "examples": 0, "bytes_up": 0,
                                     "bytes_down": self._bytes_down, "seconds": None, "epsilon": None})
         global_round = server_round + self.round_offset
@@ -141,25 +147,44 @@ class ObjectiveRounds:
                 per_site[name] = {"status": f"error: {reason}"}
                 continue
             m = reply.content["metrics"]
-            per_site[self._site_name(int(m["site-index"]), reply)] = {
+            name = self._site_name(int(m["site-index"]), reply)
+            if "withheld" in m:  # the site's privacy policy does not release evaluation metrics
+                per_site[name] = {"status": "metrics withheld by the site's privacy policy",
+                                  "test_images": int(m["num-examples"])}
+                continue
+            per_site[name] = {
                 "status": "ok", "test_images": int(m["num-examples"]),
                 "auc_macro": float(m["auc-macro"]) if m["auc-macro"] == m["auc-macro"] else None,
-                "bleu4": float(m["bleu4"]) if int(m["num-examples"]) else None}
+                "bleu4": float(m["bleu4"]) if int(m["num-examples"]) else None,
+                "bleu4_by_language": {k.removeprefix("bleu4-"): float(v) for k, v in m.items()
+                                      if k.startswith("bleu4-")}}
         if per_site:
             self.site_eval[server_round + self.round_offset] = per_site
         return None
 
     def _site_name(self, index: int, reply: Message) -> str:
-        return self.site_names[index] if 0 <= index < len(self.site_names) else f"node-{reply.metadata.src_node_id}"
+        node = reply.metadata.src_node_id
+        if "site" in reply.content.config_records:  # the site's own name (its node config)
+            self.node_names[node] = str(reply.content["site"]["name"])
+            return self.node_names[node]
+        return self.site_names[index] if 0 <= index < len(self.site_names) else self.node_names.get(node, f"node-{node}")
 
     def _error_site(self, reply: Message) -> tuple[str, str]:
-        """Site name and a one-line reason; our ClientApp prefixes its errors with ``[site N]``."""
+        """Site name and a one-line reason; our ClientApp (and a site's app guard) prefix errors with
+        ``[site N]`` (a simulated site's index) or ``[site NAME]`` (a deployed site)."""
         reason = (reply.error.reason or f"error code {reply.error.code}").strip()
-        match = re.match(r"\[site (-?\d+)\] (.*)", reason, re.S)
-        if match and 0 <= int(match.group(1)) < len(self.site_names):
-            return self.site_names[int(match.group(1))], match.group(2)[:300]
+        node = reply.metadata.src_node_id
+        match = re.match(r"\[site ([^\]\s]+)\] (.*)", reason, re.S)
+        if match:
+            label = match.group(1)
+            if re.fullmatch(r"-?\d+", label):
+                name = self.site_names[int(label)] if 0 <= int(label) < len(self.site_names) else None
+            else:
+                name = self.node_names.setdefault(node, label)
+            if name:
+                return name, match.group(2)[:300]
         # Flower's own errors (crash, node unavailable) carry tracebacks: keep the last line.
-        return f"node-{reply.metadata.src_node_id}", reason.splitlines()[-1][:300]
+        return self.node_names.get(node, f"node-{node}"), reason.splitlines()[-1][:300]
 
     def round_seconds(self, global_round: int) -> float:
         return time.perf_counter() - self._started.get(global_round, time.perf_counter())

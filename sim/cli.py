@@ -12,9 +12,11 @@ import sys
 from pathlib import Path
 
 from client.cli import add_data_commands
+from client.site_cli import add_site_commands
 from client.errors import DataError
 from privacy.cli import add_privacy_commands
 from privacy.policy import PolicyError
+from server.cli import add_server_commands
 from shared_model.checkpoint import CheckpointError
 
 
@@ -129,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_data_commands(sub)
     add_privacy_commands(sub)
+    add_server_commands(sub)
+    add_site_commands(sub)
 
     defaults = CentralConfig(data="", out="")
     p = sub.add_parser("central", help="pooled baseline: train both objectives on pooled data")

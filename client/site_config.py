@@ -1,0 +1,155 @@
+"""A hospital's ``site.yaml``: who the site is, where its data and keys are, what code it runs.
+
+Checked completely before the SuperNode connects (``m3fed site start`` / ``m3fed site check``):
+unknown keys, wrong types, missing files, a dataset that fails ``m3fed data check``, declared
+languages or modalities that disagree with the data, an invalid privacy policy. Relative paths are
+relative to the file. Example::
+
+    site: hospital-a
+    superlink: fl.example.org:8000
+    ca_certificate: certs/ca.crt        # the consortium CA (m3fed ca init), verifies the SuperLink
+    private_key: keys/hospital-a        # m3fed site keygen; the .pub went to the operator
+    data: /srv/mimic-cxr                # anything `m3fed data check` accepts
+    languages: [en]
+    modalities: [CXR]                   # CXR and/or CT
+    privacy_policy: privacy.yaml        # optional: DP-SGD at this site (ledger in state_dir)
+    approved_apps: [<sha256 of the app bundle>]   # m3fed app hash
+    state_dir: /var/lib/m3fed/hospital-a
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from client.errors import DataError
+
+LANGUAGES, MODALITIES = ("en", "zh"), ("CXR", "CT")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SiteConfig:
+    site: str
+    superlink: str
+    data: Path
+    languages: tuple[str, ...]
+    modalities: tuple[str, ...]
+    approved_apps: tuple[str, ...]
+    state_dir: Path
+    ca_certificate: Path | None = None
+    private_key: Path | None = None
+    privacy_policy: Path | None = None
+    insecure: bool = False        # plain HTTP and no node authentication: test set-ups only
+    runtime_port: int = 9094      # the SuperNode's local ClientApp runtime API (loopback)
+    source: str = dataclasses.field(default="site.yaml", compare=False, repr=False)
+
+    @property
+    def ledger(self) -> Path:
+        return self.state_dir / "ledger.jsonl"
+
+    def node_config(self) -> dict[str, str]:
+        """What the ClientApp reads from ``context.node_config`` on this SuperNode."""
+        config = {"site-name": self.site, "data-path": str(self.data)}
+        if self.privacy_policy:
+            config.update({"privacy-policy": str(self.privacy_policy), "privacy-ledger": str(self.ledger)})
+        return config
+
+
+def load_site_config(path: str | Path) -> SiteConfig:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(path, "site configuration not found") from None
+    except yaml.YAMLError as exc:
+        raise DataError(path, f"not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise DataError(path, "must be a mapping of keys to values")
+    return site_config_from_dict(raw, base=path.parent.resolve(), source=str(path))
+
+
+def site_config_from_dict(raw: dict, *, base: Path, source: str) -> SiteConfig:
+    def bad(key: str, reason: str) -> DataError:
+        return DataError(source, f"{key}: {reason}")
+
+    known = {f.name for f in dataclasses.fields(SiteConfig)} - {"source"}
+    unknown = sorted(str(k) for k in set(raw) - known)
+    if unknown:
+        raise bad(unknown[0], f"unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+    required = ("site", "superlink", "data", "languages", "modalities", "approved_apps", "state_dir")
+    missing = [k for k in required if k not in raw]
+    if missing:
+        raise bad(missing[0], f"required key(s) missing: {', '.join(missing)}")
+
+    def text(key: str) -> str:
+        value = raw[key]
+        if not isinstance(value, str) or not value.strip():
+            raise bad(key, f"must be a non-empty string, got {value!r}")
+        return value.strip()
+
+    def path(key: str) -> Path | None:
+        return (base / Path(text(key)).expanduser()).resolve() if raw.get(key) is not None else None
+
+    def listed(key: str, allowed: tuple[str, ...] | None) -> tuple[str, ...]:
+        value = raw[key]
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise bad(key, f"must be a non-empty list of strings, got {value!r}")
+        wrong = [v for v in value if allowed is not None and v not in allowed]
+        if wrong:
+            raise bad(key, f"unknown value(s) {wrong}; allowed: {', '.join(allowed)}")
+        return tuple(dict.fromkeys(value))
+
+    site = text("site")
+    if not _NAME.match(site):
+        raise bad("site", f"{site!r}: use letters, digits, '.', '_' or '-' (at most 63)")
+    superlink = text("superlink")
+    if "://" in superlink or not re.match(r"^[^:\s]+:\d{1,5}$", superlink):
+        raise bad("superlink", f"{superlink!r}: give HOST:PORT (no scheme; TLS is implied)")
+    apps = listed("approved_apps", None)
+    malformed = [a for a in apps if not _SHA256.match(a)]
+    if malformed:
+        raise bad("approved_apps", f"{malformed[0]!r} is not a sha256 hex digest (m3fed app hash prints one)")
+    insecure = raw.get("insecure", False)
+    if not isinstance(insecure, bool):
+        raise bad("insecure", f"must be true or false, got {insecure!r}")
+    port = raw.get("runtime_port", 9094)
+    if not isinstance(port, int) or isinstance(port, bool) or not 1024 <= port <= 65535:
+        raise bad("runtime_port", f"must be a port number in 1024..65535, got {port!r}")
+    for key in ("ca_certificate", "private_key"):
+        if not insecure and raw.get(key) is None:
+            raise bad(key, "required unless insecure: true (TLS and node authentication are on by default)")
+    return SiteConfig(site=site, superlink=superlink, data=path("data"), languages=listed("languages", LANGUAGES),
+                      modalities=listed("modalities", MODALITIES), approved_apps=apps, state_dir=path("state_dir"),
+                      ca_certificate=path("ca_certificate"), private_key=path("private_key"),
+                      privacy_policy=path("privacy_policy"), insecure=insecure, runtime_port=port, source=source)
+
+
+def check_site(cfg: SiteConfig, *, image_size: int) -> dict:
+    """Everything that can be checked before connecting; returns the data check's summary."""
+    from client.cli import check_dataset
+    from privacy.policy import load_policy
+    from server.pki import check_site_key, load_certificate
+
+    if not cfg.insecure:
+        load_certificate(cfg.ca_certificate)
+        check_site_key(cfg.private_key)
+    if cfg.privacy_policy:
+        load_policy(cfg.privacy_policy)
+    if not cfg.data.exists():
+        raise DataError(cfg.data, f"data path not found (site.yaml {cfg.source}: data)")
+    summary = check_dataset(str(cfg.data), image_size)
+    if not summary["usable"]:
+        raise DataError(cfg.data, "m3fed data check: no usable training records (run it for the reasons)")
+    found = {lang for lang, n in summary["by_language"].items() if n}
+    if found != set(cfg.languages):
+        raise DataError(cfg.source, f"languages: declared {sorted(cfg.languages)}, the data has {sorted(found)}")
+    found = {m for m, n in summary["by_modality"].items() if n}
+    if not found <= set(cfg.modalities):
+        raise DataError(cfg.source, f"modalities: declared {sorted(cfg.modalities)}, the data has {sorted(found)}")
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    return summary

@@ -1,0 +1,158 @@
+"""The consortium operator's commands: ``m3fed ca``, ``m3fed server``, ``m3fed run``."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from sim.standalone import m3fed_home
+
+
+def _state(value: str | None) -> Path:
+    return Path(value or os.environ.get("M3FED_SERVER_STATE") or m3fed_home() / "server").resolve()
+
+
+def _ca_init(args) -> int:
+    from server.pki import init_ca
+
+    path = init_ca(Path(args.out), name=args.name, days=args.days)
+    print(f"wrote {path} (give it to every site) and {Path(args.out) / 'ca.key'} (keep it offline)")
+    return 0
+
+
+def _ca_issue(args) -> int:
+    from server.pki import issue_server
+
+    path = issue_server(Path(args.ca_dir), hosts=args.host, out=Path(args.out) if args.out else None, days=args.days)
+    print(f"wrote {path} and its key, valid for: {', '.join(args.host)}")
+    return 0
+
+
+def _server_start(args) -> int:
+    from server.superlink import ServerConfig, start_server
+
+    cfg = ServerConfig(state=_state(args.state), certs=Path(args.certs).resolve() if args.certs else None,
+                       host=args.host, port=args.port, insecure=args.insecure)
+    start_server(cfg)  # does not return: the process becomes the SuperLink
+    return 0
+
+
+def _connection(args) -> dict:
+    return {"superlink": args.superlink, "ca": Path(args.ca) if args.ca else None, "insecure": args.insecure}
+
+
+def _register(args) -> int:
+    from server.superlink import register_site
+
+    node = register_site(_state(args.state), args.name, Path(args.public_key), **_connection(args))
+    print(f"registered site {args.name} as node {node}")
+    return 0
+
+
+def _unregister(args) -> int:
+    from server.superlink import unregister_site
+
+    node = unregister_site(_state(args.state), args.name, **_connection(args))
+    print(f"unregistered site {args.name} (node {node}); that key can never connect again")
+    return 0
+
+
+def _sites(args) -> int:
+    from server.superlink import read_registry
+
+    print(json.dumps({name: s["node_id"] for name, s in read_registry(_state(args.state)).items()}, indent=2))
+    return 0
+
+
+def _run(args) -> int:
+    from server.remote import submit_run
+
+    overrides = {"num-server-rounds": args.rounds, "min-sites": args.min_sites, "schedule": args.schedule,
+                 "local-epochs": args.local_epochs, "seed": args.seed}
+    if args.secagg:
+        overrides.update({"secagg": True, "secagg-max-weight": float(args.secagg_max_weight)})
+    for pair in args.run_config or []:
+        key, _, value = pair.partition("=")
+        overrides[key.strip()] = _parse_value(value.strip())
+    out = Path(args.out)
+    record = submit_run(state=_state(args.state), out=out, run_config=overrides,
+                        app=Path(args.app) if args.app else _default_app(), **_connection(args))
+    print(f"run {record.get('run-id')} {record.get('status')}; results: {out.resolve() / 'results.json'} "
+          "(on the SuperLink's host)")
+    return 0
+
+
+def _default_app() -> Path:
+    from sim.federation import APP_DIR
+
+    return APP_DIR
+
+
+def _parse_value(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text, text.strip('"'))
+
+
+def _add_connection(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--superlink", required=True, help="HOST:PORT of the SuperLink")
+    p.add_argument("--ca", help="the consortium CA certificate (verifies the SuperLink)")
+    p.add_argument("--insecure", action="store_true", help="plain HTTP (only for a SuperLink started --insecure)")
+    p.add_argument("--state", help="operator state folder (default $M3FED_HOME/server)")
+
+
+def add_server_commands(sub: argparse._SubParsersAction) -> None:
+    ca = sub.add_parser("ca", help="the consortium's certificate authority").add_subparsers(dest="ca_command",
+                                                                                           required=True)
+    p = ca.add_parser("init", help="create the consortium CA (ca.crt for the sites, ca.key kept offline)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--name", default="m3fed consortium CA")
+    p.add_argument("--days", type=int, default=3650)
+    p.set_defaults(func=_ca_init)
+    p = ca.add_parser("issue-server", help="the SuperLink's TLS certificate, its SAN covering what sites dial")
+    p.add_argument("--ca-dir", required=True, help="folder with ca.crt and ca.key")
+    p.add_argument("--host", action="append", required=True, help="a DNS name or IP sites dial (repeatable)")
+    p.add_argument("--out", help="where to write server.pem/server.key/ca.crt (default: --ca-dir)")
+    p.add_argument("--days", type=int, default=825)
+    p.set_defaults(func=_ca_issue)
+
+    server = sub.add_parser("server", help="run the SuperLink and manage the sites").add_subparsers(
+        dest="server_command", required=True)
+    p = server.add_parser("start", help="Flower's SuperLink: TLS and SuperNode authentication on by default")
+    p.add_argument("--certs", help="folder with ca.crt, server.pem, server.key (m3fed ca issue-server)")
+    p.add_argument("--state", help="SuperLink state, logs and runs (default $M3FED_HOME/server)")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--insecure", action="store_true", help="plain HTTP, no node authentication (tests only)")
+    p.set_defaults(func=_server_start)
+    p = server.add_parser("register-site", help="admit a site's SuperNode key")
+    p.add_argument("name")
+    p.add_argument("public_key", help="the site's .pub (m3fed site keygen)")
+    _add_connection(p)
+    p.set_defaults(func=_register)
+    p = server.add_parser("unregister-site", help="revoke a site's key, permanently")
+    p.add_argument("name")
+    _add_connection(p)
+    p.set_defaults(func=_unregister)
+    p = server.add_parser("sites", help="registered sites and their node ids")
+    p.add_argument("--state")
+    p.set_defaults(func=_sites)
+
+    p = sub.add_parser("run", help="submit a training run to a SuperLink and follow it")
+    _add_connection(p)
+    p.add_argument("--out", required=True, help="run folder on the SuperLink's host (results.json, checkpoints)")
+    p.add_argument("--app", help="the app folder to bundle (default: this installation)")
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--min-sites", type=int, default=2, help="sites that must be connected before round 1")
+    p.add_argument("--schedule", default="alternate")
+    p.add_argument("--local-epochs", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--secagg", action="store_true", help="Flower's SecAgg+ on the sites' updates")
+    p.add_argument("--secagg-max-weight", type=int, default=100_000,
+                   help="at least the largest site's number of training examples (sites refuse above it)")
+    p.add_argument("--run-config", action="append", metavar="KEY=VALUE", help="any other run-config key")
+    p.set_defaults(func=_run)

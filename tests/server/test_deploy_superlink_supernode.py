@@ -1,0 +1,214 @@
+"""Deployment end to end, real processes on loopback: ``m3fed server start`` (Flower's SuperLink, TLS,
+SuperNode authentication), three ``m3fed site start`` daemons (SuperNode + app-approval guard) and
+``m3fed run``; then the same with SecAgg+ and a DP policy at every site. Every process started here
+is stopped by PID (its whole process group) when the module ends, pass or fail.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from client.daemon import app_hash
+from server.pki import init_ca, issue_server, site_keygen
+from sim.federation import APP_DIR
+from sim.simulate import SimConfig, prepare_sites
+from sim.synth import generate
+
+M3FED = str(Path(sys.executable).parent / "m3fed")
+SITES = ("site-1", "site-2", "site-3")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port: int, proc: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"exited early with {proc.returncode}"
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"nothing listens on {port} after {seconds} s")
+
+
+class Processes:
+    """Each process in its own group; ``stop_all`` ends every group by its leader's PID."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs, self.started = logs, []
+
+    def start(self, name: str, *args: str) -> subprocess.Popen:
+        log = open(self.logs / f"{name}.log", "w", encoding="utf-8")
+        proc = subprocess.Popen([M3FED, *args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.started.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen) -> None:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                continue
+            time.sleep(1)  # the group's other members get the same signal; let them go
+
+    def stop_all(self) -> list[int]:
+        for proc in reversed(self.started):
+            self.stop(proc)
+        alive = []
+        for proc in self.started:
+            try:
+                os.killpg(proc.pid, 0)
+                alive.append(proc.pid)
+            except ProcessLookupError:
+                pass
+        return alive
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(encoding="utf-8", errors="replace")
+
+
+@pytest.fixture(scope="module")
+def consortium(tmp_path_factory):
+    root = tmp_path_factory.mktemp("deploy")
+    certs, keys = root / "certs", root / "keys"
+    init_ca(certs, name="test consortium")
+    issue_server(certs, hosts=["127.0.0.1", "localhost"])
+    for name in (*SITES, "rogue", "site-x"):
+        site_keygen(keys / name)
+    data = root / "data"
+    generate(data, patients=60, seed=7, difficulty=0.0)
+    prepare_sites(SimConfig(data=str(data), out=str(root / "federation"), sites=3, languages=("en", "zh", "en"),
+                            text_only_sites=1, seed=0), root / "federation")
+    policy = root / "privacy.yaml"
+    policy.write_text("unit: record\ntarget_epsilon: 50.0\ntarget_delta: 1.0e-5\naccountant: rdp\n"
+                      "max_grad_norm: 1.0\nnoise_multiplier: 1.0\nbatch_size: 8\n"
+                      "release: [num-examples, train-loss, eval-metrics]\n")
+    procs = Processes(root)
+    port = _free_port()
+    server = procs.start("superlink", "server", "start", "--state", str(root / "server"), "--certs", str(certs),
+                         "--host", "127.0.0.1", "--port", str(port))
+    env = {"root": root, "certs": certs, "keys": keys, "port": port, "procs": procs, "policy": policy,
+           "approved": app_hash(APP_DIR), "connection": ["--superlink", f"127.0.0.1:{port}", "--ca",
+                                                          str(certs / "ca.crt"), "--state", str(root / "server")]}
+    try:
+        _wait_port(port, server)
+        for name in (*SITES, "site-x"):
+            out = _m3fed("server", "register-site", name, str(keys / f"{name}.pub"), *env["connection"])
+            assert out.returncode == 0, out.stderr
+        yield env
+    finally:
+        alive = procs.stop_all()
+        assert not alive, f"process groups still alive: {alive}"
+
+
+def _site_yaml(env, name: str, *, key: str | None = None, data_site: str | None = None, dp: bool = False,
+               approved: str | None = None) -> Path:
+    root = env["root"]
+    folder = root / "federation" / "sites" / (data_site or name)
+    spec = {"site": name, "superlink": f"127.0.0.1:{env['port']}", "ca_certificate": str(env["certs"] / "ca.crt"),
+            "private_key": str(env["keys"] / (key or name)), "data": str(folder / "manifest.jsonl"),
+            "languages": ["zh" if (data_site or name) == "site-2" else "en"], "modalities": ["CXR", "CT"],
+            "approved_apps": [approved or env["approved"]], "state_dir": str(root / "site-state" / name / str(dp)),
+            "runtime_port": _free_port()}
+    if dp:
+        spec["privacy_policy"] = str(env["policy"])
+    path = root / f"{name}-{dp}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def _m3fed(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([M3FED, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_superlink_without_tls_is_refused_unless_insecure(tmp_path):
+    refused = _m3fed("server", "start", "--state", str(tmp_path / "s"), "--port", str(_free_port()), timeout=60)
+    assert refused.returncode == 2 and "no TLS certificates" in refused.stderr and "--insecure" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    procs, port = Processes(tmp_path), _free_port()
+    try:
+        _wait_port(port, procs.start("insecure", "server", "start", "--state", str(tmp_path / "s"), "--insecure",
+                                     "--host", "127.0.0.1", "--port", str(port)))
+        assert "INSECURE" in procs.log("insecure")
+    finally:
+        assert not procs.stop_all()
+
+
+def test_unregistered_supernode_is_refused(consortium):
+    env = consortium
+    rogue = env["procs"].start("rogue", "site", "start", "--config", str(_site_yaml(env, "rogue", data_site="site-1")))
+    assert rogue.wait(timeout=180) == 2
+    assert "refused this site's key" in env["procs"].log("rogue")
+
+
+def _results(env, run: str, *extra: str) -> dict:
+    out = env["root"] / run
+    done = _m3fed("run", *env["connection"], "--out", str(out), "--rounds", "2", "--schedule", "alternate",
+                  "--run-config", "batch-size=16", "--run-config", "round-timeout=600", *extra, timeout=1500)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads((out / "results.json").read_text(encoding="utf-8"))
+
+
+def test_three_sites_two_rounds_both_objectives_and_an_unapproved_bundle_refused(consortium):
+    env, procs = consortium, consortium["procs"]
+    daemons = [procs.start(f"{name}-plain", "site", "start", "--config", str(_site_yaml(env, name)))
+               for name in SITES]
+    other = procs.start("site-x", "site", "start", "--config",
+                        str(_site_yaml(env, "site-x", data_site="site-1", approved="0" * 64)))
+    try:
+        doc = _results(env, "run-plain", "--min-sites", "4")
+    finally:
+        for proc in (*daemons, other):
+            procs.stop(proc)
+    assert doc["schema"] == "m3fed.results/1" and doc["mode"] == "federated"
+    assert [r["round"] for r in doc["rounds"]] == [1, 2]
+    assert [r["objective"] for r in doc["rounds"]] == ["contrastive", "report-generation"]
+    first, second = doc["rounds"][0]["sites"], doc["rounds"][1]["sites"]
+    assert set(first) == {*SITES, "site-x"}
+    assert first["site-1"]["status"] == "ok" and first["site-1"]["examples"] > 0
+    assert first["site-3"]["examples"] == 0  # text-only: no contrastive data
+    assert all(second[name]["status"] == "ok" for name in SITES)
+    # The unapproved bundle never ran at site-x: refused by its guard, reported, the round went on.
+    assert "not approved by this site" in first["site-x"]["status"]
+    refusals = (env["root"] / "site-state" / "site-x" / "False" / "refused-apps.jsonl").read_text().splitlines()
+    assert refusals and json.loads(refusals[0])["fab_hash"] == env["approved"]
+    # The sites evaluated the global model on their own test patients; the server holds no data.
+    assert doc["final"]["auc_macro"] is not None and doc["final"]["bleu"]
+    assert doc["rounds"][-1]["site_eval"]["site-1"]["status"] == "ok"
+    assert (env["root"] / "run-plain" / "model.safetensors").is_file()
+
+
+def test_secagg_with_dp_at_every_site_completes(consortium):
+    env, procs = consortium, consortium["procs"]
+    daemons = [procs.start(f"{name}-dp", "site", "start", "--config", str(_site_yaml(env, name, dp=True)))
+               for name in SITES]
+    try:
+        doc = _results(env, "run-secagg-dp", "--min-sites", "3", "--secagg", "--secagg-max-weight", "1000")
+    finally:
+        for proc in daemons:
+            procs.stop(proc)
+    assert [r["round"] for r in doc["rounds"]] == [1, 2]
+    for r in doc["rounds"]:
+        assert r["secagg"]["completed"] and r["secagg"]["sites_aggregated"] >= 2
+        trained = {n: s for n, s in r["sites"].items() if s["examples"]}
+        assert trained and all(s["status"] == "ok" and 0 < s["epsilon"] <= 50 for s in trained.values())
+    for name in SITES:  # each site's ledger, at the site, written before its updates left
+        ledger = env["root"] / "site-state" / name / "True" / "ledger.jsonl"
+        assert _m3fed("privacy", "verify", "--ledger", str(ledger)).returncode == 0
