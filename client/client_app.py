@@ -18,15 +18,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from client.progress import report_progress  # noqa: E402
 from client.secagg import is_secure, secure_train  # noqa: E402
-from client.site_privacy import private_round, site_policy, site_privacy  # noqa: E402
-from privacy.accounting import PrivacyBudgetExhausted  # noqa: E402
-from client.site import failure_after, local_evaluation, local_update, site_examples  # noqa: E402  (offline flag first)
 from server.strategy import local_epochs_for  # noqa: E402
-from shared_model.config import get_preset  # noqa: E402
+from shared_model.config import TRAINED_PREFIX, get_preset  # noqa: E402
 from sim.standalone import standalone_run_dir  # noqa: E402
-from shared_model.device import resolve_device  # noqa: E402
-from shared_model.model import TRAINED_PREFIX, build_model  # noqa: E402
-from shared_model.objectives import TrainConfig  # noqa: E402
+
+# torch, timm and transformers are imported inside the handlers: a SuperNode starts a new
+# process for every message, and three of SecAgg+'s four stages never touch the model.
 
 app = ClientApp()
 
@@ -67,6 +64,9 @@ def _guarded(handler):
 
 
 def _global_model(content: RecordDict, context: Context):
+    from shared_model.device import resolve_device
+    from shared_model.model import build_model
+
     rc = context.run_config
     cfg = get_preset(str(rc["preset"]))
     device = resolve_device(str(rc.get("device", "auto")))
@@ -86,6 +86,11 @@ def train(msg: Message, context: Context, index: int) -> Message:
 
 def train_content(content: RecordDict, context: Context, index: int) -> RecordDict:
     """The reply content of one local update: the trained half, metrics, and a refusal's reason."""
+    from client.site import failure_after, local_update, site_examples
+    from client.site_privacy import private_round, site_privacy
+    from privacy.accounting import PrivacyBudgetExhausted
+    from shared_model.objectives import TrainConfig
+
     started = time.perf_counter()
     rc, config = context.run_config, content["config"]
     model, cfg, device = _global_model(content, context)
@@ -138,6 +143,9 @@ def _refusal(index: int, reason: str, *, epsilon: float, site: ConfigRecord) -> 
 @_guarded
 def evaluate(msg: Message, context: Context, index: int) -> Message:
     """The global model on this site's own test patients (client-side evaluation)."""
+    from client.site import local_evaluation
+    from client.site_privacy import site_policy
+
     model, cfg, device = _global_model(msg.content, context)
     data = data_path_of(context)
     metrics = local_evaluation(model, data, cfg.image_size, device, seed=int(context.run_config["seed"]))

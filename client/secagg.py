@@ -22,7 +22,7 @@ from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 from flwr.compat.common.recorddict_compat import fitres_to_recorddict, recorddict_to_fitins
 
-from shared_model.model import TRAINED_PREFIX
+from shared_model.config import TRAINED_PREFIX
 
 # Keys the server adds to the legacy FitIns config (see server/secagg.py).
 KEYS, MAX_WEIGHT, CLIPPING_RANGE = "secagg-keys", "secagg-max-weight", "secagg-clipping-range"

@@ -34,7 +34,7 @@ from flwr.server.workflow import SecAggPlusWorkflow
 from flwr.serverapp import Grid
 
 from client.secagg import CLIPPING_RANGE, KEYS, MAX_WEIGHT
-from shared_model.model import TRAINED_PREFIX
+from shared_model.config import TRAINED_PREFIX
 
 
 @dataclass(frozen=True, kw_only=True)

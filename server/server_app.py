@@ -105,7 +105,7 @@ def main(grid: Grid, context: Context) -> None:
             report_progress(progress, event="round", **rounds[-1])
             if log.get("stopped"):
                 raise StopRun(log["stopped"])
-        return MetricRecord({"auc-macro": result["auc_macro"]})
+        return MetricRecord({} if result["auc_macro"] is None else {"auc-macro": result["auc_macro"]})
 
     stopped = None
     try:

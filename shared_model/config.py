@@ -89,3 +89,8 @@ def get_preset(name: str) -> ModelConfig:
         return PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+
+
+# The half of the model each objective trains (state-dict key prefix): what a site sends back.
+# Here, not in model.py, so SecAgg+ protocol stages can use it without importing torch.
+TRAINED_PREFIX = {"contrastive": "clip.", "report-generation": "lm."}

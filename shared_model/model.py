@@ -10,8 +10,7 @@ from shared_model.config import ModelConfig
 from shared_model.lm import MultiMedLM
 from shared_model.tokenizer import SharedTokenizer, load_tokenizer
 
-# The half of the model each objective trains (state-dict key prefix): what a site sends back.
-TRAINED_PREFIX = {"contrastive": "clip.", "report-generation": "lm."}
+from shared_model.config import TRAINED_PREFIX  # noqa: E402,F401  (re-exported)
 
 
 class M3FM(nn.Module):

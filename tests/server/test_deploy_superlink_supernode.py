@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -100,12 +101,16 @@ def consortium(tmp_path_factory):
     policy.write_text("unit: record\ntarget_epsilon: 50.0\ntarget_delta: 1.0e-5\naccountant: rdp\n"
                       "max_grad_norm: 1.0\nnoise_multiplier: 1.0\nbatch_size: 8\n"
                       "release: [num-examples, train-loss, eval-metrics]\n")
+    # The bundle comes from a snapshot, so an edit to the checkout during the test cannot change its hash.
+    app = root / "app"
+    shutil.copytree(APP_DIR, app, ignore=shutil.ignore_patterns(".git", ".venv", "runs", "__pycache__", "*.egg-info",
+                                                                ".pytest_cache", ".hypothesis", "build"))
     procs = Processes(root)
     port = _free_port()
     server = procs.start("superlink", "server", "start", "--state", str(root / "server"), "--certs", str(certs),
                          "--host", "127.0.0.1", "--port", str(port))
     env = {"root": root, "certs": certs, "keys": keys, "port": port, "procs": procs, "policy": policy,
-           "approved": app_hash(APP_DIR), "connection": ["--superlink", f"127.0.0.1:{port}", "--ca",
+           "approved": app_hash(app), "app": app, "connection": ["--superlink", f"127.0.0.1:{port}", "--ca",
                                                           str(certs / "ca.crt"), "--state", str(root / "server")]}
     try:
         _wait_port(port, server)
@@ -160,7 +165,7 @@ def test_unregistered_supernode_is_refused(consortium):
 
 def _results(env, run: str, *extra: str) -> dict:
     out = env["root"] / run
-    done = _m3fed("run", *env["connection"], "--out", str(out), "--rounds", "2", "--schedule", "alternate",
+    done = _m3fed("run", *env["connection"], "--app", str(env["app"]), "--out", str(out), "--rounds", "2", "--schedule", "alternate",
                   "--run-config", "batch-size=16", "--run-config", "round-timeout=600", *extra, timeout=1500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return json.loads((out / "results.json").read_text(encoding="utf-8"))
