@@ -88,9 +88,10 @@ def run_site(cfg: SiteConfig) -> int:
             except subprocess.TimeoutExpired:
                 pass
         if refused.is_set():
-            raise DataError(cfg.private_key or cfg.source, f"the SuperLink at {cfg.superlink} refused this site's key "
-                            "(not registered, or unregistered): send the .pub to the consortium operator "
-                            "(m3fed server register-site)")
+            raise DataError(cfg.private_key or cfg.source, f"the SuperLink at {cfg.superlink} refused this site's key: "
+                            "not registered (send the .pub to the consortium operator: m3fed server register-site), "
+                            "unregistered, or still online from a connection that did not end cleanly (retry in a "
+                            "minute)")
         return supernode.returncode
     finally:
         for proc in (guard, supernode):
@@ -106,6 +107,13 @@ def _echo(stream, refused: threading.Event) -> None:
 
 
 def _stop(proc: subprocess.Popen) -> None:
+    # A service manager may have signalled the whole group already; a second SIGTERM would cut the
+    # SuperNode's shutdown short before it tells the SuperLink it is offline (then a restart within
+    # the heartbeat window is refused as "could not be activated").
+    try:
+        proc.wait(timeout=3)
+    except subprocess.TimeoutExpired:
+        pass
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -126,10 +134,10 @@ Wants=network-online.target
 User={user}
 ExecStart={m3fed} site start --config {shlex.quote(str(cfg_path.resolve()))}
 Restart=on-failure
-RestartSec=30
-# A refused key exits 2: retrying will not help until the operator registers it.
-RestartPreventExitStatus=2
-KillMode=control-group
+# A key still marked online after a crash is admitted again after two missed heartbeats (~60 s).
+RestartSec=60
+# SIGTERM to m3fed only: it stops the SuperNode (which then tells the SuperLink it is offline) and the guard.
+KillMode=mixed
 TimeoutStopSec=30
 Environment=FLWR_TELEMETRY_ENABLED=0 FLWR_DISABLE_UPDATE_CHECK=1 HF_HUB_OFFLINE=1
 NoNewPrivileges=true

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -172,7 +173,7 @@ def check_site_key(path: Path) -> None:
         key = serialization.load_ssh_private_key(path.read_bytes(), password=None)
     except FileNotFoundError:
         raise DataError(path, "site private key not found (m3fed site keygen writes it)") from None
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise DataError(path, f"not an unencrypted OpenSSH private key ({exc})") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise DataError(path, f"is a {type(key).__name__}; SuperNode authentication needs an EC key")
@@ -186,7 +187,7 @@ def check_public_key(path: Path) -> None:
         key = serialization.load_ssh_public_key(path.read_bytes())
     except FileNotFoundError:
         raise DataError(path, "public key not found") from None
-    except (ValueError, TypeError, IndexError) as exc:
+    except (ValueError, TypeError, IndexError, UnsupportedAlgorithm) as exc:
         raise DataError(path, f"not an OpenSSH public key ({exc})") from None
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise DataError(path, f"is a {type(key).__name__} key; SuperNode authentication needs an EC key")

@@ -58,16 +58,19 @@ class Processes:
         return proc
 
     def stop(self, proc: subprocess.Popen) -> None:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
+        """SIGTERM to the leader (it stops its children in order), then SIGKILL to whatever is left of its group."""
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
             try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=20)
+                proc.wait(timeout=40)
             except subprocess.TimeoutExpired:
-                continue
-            time.sleep(1)  # the group's other members get the same signal; let them go
+                pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        proc.wait(timeout=20)
+        time.sleep(0.5)
 
     def stop_all(self) -> list[int]:
         for proc in reversed(self.started):

@@ -1,0 +1,111 @@
+"""site.yaml validation, the daemon's commands and the app-approval guard, without a SuperLink."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from flwr.proto.task_pb2 import Task
+from flwr.supercore.constant import TaskType
+from flwr.supercore.superexec.executor import LaunchResult
+
+from client import guard
+from client.daemon import guard_command, supernode_command, systemd_unit
+from client.errors import DataError
+from client.site_config import check_site, load_site_config
+from server.pki import init_ca, site_keygen
+
+HASH = "ab" * 32
+
+
+def _write(tmp_path, **changes) -> str:
+    spec = {"site": "hospital-a", "superlink": "fl.example.org:8000", "ca_certificate": "ca/ca.crt",
+            "private_key": "keys/a", "data": "data", "languages": ["en"], "modalities": ["CXR"],
+            "approved_apps": [HASH], "state_dir": "state", **changes}
+    spec = {k: v for k, v in spec.items() if v is not None}
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return str(path)
+
+
+def test_valid_config_resolves_paths_and_node_config(tmp_path):
+    cfg = load_site_config(_write(tmp_path, privacy_policy="privacy.yaml"))
+    assert cfg.data == tmp_path / "data" and cfg.ledger == tmp_path / "state" / "ledger.jsonl"
+    assert cfg.node_config() == {"site-name": "hospital-a", "data-path": str(tmp_path / "data"),
+                                 "privacy-policy": str(tmp_path / "privacy.yaml"),
+                                 "privacy-ledger": str(tmp_path / "state" / "ledger.jsonl")}
+    cmd = supernode_command(cfg)
+    assert cmd[cmd.index("--superlink") + 1] == "fl.example.org:8000" and "--insecure" not in cmd
+    assert cmd[cmd.index("--isolation") + 1] == "process"  # ClientApps only through the guard
+    assert "--auth-supernode-private-key" in cmd and "--root-certificates" in cmd
+    assert HASH in guard_command(cfg, 123)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"colour": "blue"}, "unknown key"),
+    ({"data": None}, "required key"),
+    ({"superlink": "https://fl.example.org:8000"}, "no scheme"),
+    ({"approved_apps": ["not-a-hash"]}, "sha256"),
+    ({"languages": ["fr"]}, "unknown value"),
+    ({"ca_certificate": None}, "required unless insecure"),
+    ({"insecure": "yes"}, "true or false"),
+    ({"site": "a b"}, "letters, digits"),
+])
+def test_bad_config_names_the_key(tmp_path, changes, message):
+    with pytest.raises(DataError, match=message) as err:
+        load_site_config(_write(tmp_path, **changes))
+    assert "site.yaml" in str(err.value)
+
+
+def test_insecure_needs_no_keys(tmp_path):
+    cfg = load_site_config(_write(tmp_path, insecure=True, ca_certificate=None, private_key=None))
+    assert "--insecure" in supernode_command(cfg)
+
+
+def test_check_refuses_missing_keys_and_undeclared_languages(tmp_path, small_mimic):
+    with pytest.raises(DataError, match="certificate not found"):
+        check_site(load_site_config(_write(tmp_path, data=str(small_mimic))), image_size=64)
+    init_ca(tmp_path / "ca", name="t")
+    site_keygen(tmp_path / "keys" / "a")
+    with pytest.raises(DataError, match="data path not found"):
+        check_site(load_site_config(_write(tmp_path, data="nowhere")), image_size=64)
+    with pytest.raises(DataError, match="languages: declared"):
+        check_site(load_site_config(_write(tmp_path, data=str(small_mimic), languages=["zh"])), image_size=64)
+    summary = check_site(load_site_config(_write(tmp_path, data=str(small_mimic), languages=["en", "zh"],
+                                                 modalities=["CXR", "CT"])), image_size=64)
+    assert summary["usable"] and (tmp_path / "state").is_dir()
+
+
+def test_systemd_unit_runs_the_site_and_signals_only_the_daemon(tmp_path):
+    path = _write(tmp_path)
+    unit = systemd_unit(tmp_path / "site.yaml", load_site_config(path), user="m3fed")
+    assert "site start --config" in unit and "KillMode=mixed" in unit and "User=m3fed" in unit
+
+
+class _Executor:
+    def __init__(self):
+        self.launched = []
+
+    def launch(self, spec):
+        self.launched.append(spec)
+        return LaunchResult.accepted()
+
+
+def test_guard_launches_only_approved_bundles(tmp_path, monkeypatch):
+    spawned = []
+    monkeypatch.setattr(guard.subprocess, "Popen", lambda args, **kw: spawned.append(args))
+    monkeypatch.setattr(guard.ApprovedAppsPlugin, "approved", frozenset({HASH}))
+    monkeypatch.setattr(guard.ApprovedAppsPlugin, "site", "hospital-a")
+    monkeypatch.setattr(guard.ApprovedAppsPlugin, "refusal_log", tmp_path / "refused.jsonl")
+    executor = _Executor()
+    plugin = guard.ApprovedAppsPlugin(runtime_api_address="127.0.0.1:9094", insecure=True,
+                                      root_certificates_path=None, executor=executor)
+    plugin.launch_task("tok-1", Task(task_id=1, type=TaskType.CLIENT_APP, run_id=7, fab_hash=HASH))
+    assert len(executor.launched) == 1 and executor.launched[0].fab_hash == HASH and not spawned
+    plugin.launch_task("tok-2", Task(task_id=2, type=TaskType.CLIENT_APP, run_id=8, fab_hash="cd" * 32))
+    assert len(executor.launched) == 1  # the unapproved bundle is not launched...
+    assert spawned and "refuse" in spawned[0] and "tok-2" in spawned[0]  # ...its message is answered with an error
+    reason = spawned[0][spawned[0].index("--reason") + 1]
+    assert reason.startswith("[site hospital-a]") and "not approved" in reason
+    entry = json.loads((tmp_path / "refused.jsonl").read_text())
+    assert entry == {"run_id": 8, "fab_hash": "cd" * 32, "reason": reason}
