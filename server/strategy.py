@@ -120,7 +120,8 @@ class ObjectiveRounds:
             self.round_log[global_round]["stopped"] = (
                 f"no site can train in round {global_round}: privacy budget exhausted at {', '.join(sorted(exhausted))}")
             return None, None
-        return super().aggregate_train(server_round, useful) if useful else (None, None)
+        # Flower's round number restarts at 1 on resume; FedAdam's bias correction must see the global one.
+        return super().aggregate_train(global_round, useful) if useful else (None, None)
 
     def _complete(self, arrays: ArrayRecord) -> None:
         """Sites send back only the half of the model their objective trained; the rest is the global copy."""

@@ -57,24 +57,24 @@ class Processes:
         self.started.append(proc)
         return proc
 
-    def stop(self, proc: subprocess.Popen) -> None:
-        """SIGTERM to the leader (it stops its children in order), then SIGKILL to whatever is left of its group."""
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+    def stop(self, *procs: subprocess.Popen) -> None:
+        """SIGTERM to each leader (it stops its children in order), then SIGKILL to whatever is left of the groups."""
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
             try:
                 proc.wait(timeout=40)
             except subprocess.TimeoutExpired:
                 pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return
-        proc.wait(timeout=20)
-        time.sleep(0.5)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            proc.wait(timeout=20)
 
     def stop_all(self) -> list[int]:
-        for proc in reversed(self.started):
-            self.stop(proc)
+        self.stop(*self.started)
         alive = []
         for proc in self.started:
             try:
@@ -169,7 +169,8 @@ def test_unregistered_supernode_is_refused(consortium):
 def _results(env, run: str, *extra: str) -> dict:
     out = env["root"] / run
     done = _m3fed("run", *env["connection"], "--app", str(env["app"]), "--out", str(out), "--rounds", "2", "--schedule", "alternate",
-                  "--run-config", "batch-size=16", "--run-config", "round-timeout=600", *extra, timeout=1500)
+                  "--run-config", "batch-size=16", "--run-config", "round-timeout=600",
+                  "--run-config", "client-eval-every=2", *extra, timeout=1500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return json.loads((out / "results.json").read_text(encoding="utf-8"))
 
@@ -183,8 +184,7 @@ def test_three_sites_two_rounds_both_objectives_and_an_unapproved_bundle_refused
     try:
         doc = _results(env, "run-plain", "--min-sites", "4")
     finally:
-        for proc in (*daemons, other):
-            procs.stop(proc)
+        procs.stop(*daemons, other)
     assert doc["schema"] == "m3fed.results/1" and doc["mode"] == "federated"
     assert [r["round"] for r in doc["rounds"]] == [1, 2]
     assert [r["objective"] for r in doc["rounds"]] == ["contrastive", "report-generation"]
@@ -210,8 +210,7 @@ def test_secagg_with_dp_at_every_site_completes(consortium):
     try:
         doc = _results(env, "run-secagg-dp", "--min-sites", "3", "--secagg", "--secagg-max-weight", "1000")
     finally:
-        for proc in daemons:
-            procs.stop(proc)
+        procs.stop(*daemons)
     assert [r["round"] for r in doc["rounds"]] == [1, 2]
     for r in doc["rounds"]:
         assert r["secagg"]["completed"] and r["secagg"]["sites_aggregated"] >= 2

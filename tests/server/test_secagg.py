@@ -16,24 +16,11 @@ from flwr.common.constant import ErrorCode
 from flwr.common.secure_aggregation.secaggplus_constants import Key, RECORD_KEY_CONFIGS
 from flwr.common import bytes_to_ndarray
 from flwr.serverapp import Grid
-from flwr.supercore.task_identity import TaskIdentity
 
 from client.secagg import SecAggValueError, check_update, secure_train
 from server.secagg import SecAggConfig, SecureGrid
 
 SHAPES = {"clip.a": (40, 25), "clip.b": (300,), "clip.t": (), "lm.c": (7,)}
-
-
-@pytest.fixture(autouse=True)
-def task_identity():
-    # Outside a Flower process nothing sets the identity that Message() stamps on new messages.
-    names = ("_run_id", "_node_id", "_task_id")
-    saved = [getattr(TaskIdentity, n) for n in names]
-    for name in names:
-        setattr(TaskIdentity, name, 1)
-    yield
-    for name, value in zip(names, saved):
-        setattr(TaskIdentity, name, value)
 
 
 class LoopbackGrid(Grid):
