@@ -75,15 +75,18 @@ def load_certificate(path: Path) -> x509.Certificate:
         raise DataError(path, f"not a PEM X.509 certificate ({exc})") from None
 
 
-def _load_ca(ca_dir: Path):
-    cert = load_certificate(ca_dir / CA_CERT)
+def _load_pem_key(path: Path, missing: str):
     try:
-        key = serialization.load_pem_private_key((ca_dir / CA_KEY).read_bytes(), password=None)
+        return serialization.load_pem_private_key(path.read_bytes(), password=None)
     except FileNotFoundError:
-        raise DataError(ca_dir / CA_KEY, "CA private key not found (m3fed ca init writes it)") from None
-    except ValueError as exc:
-        raise DataError(ca_dir / CA_KEY, f"not an unencrypted PEM private key ({exc})") from None
-    return cert, key
+        raise DataError(path, missing) from None
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise DataError(path, f"not an unencrypted PEM private key ({exc})") from None
+
+
+def _load_ca(ca_dir: Path):
+    key = _load_pem_key(ca_dir / CA_KEY, "CA private key not found (m3fed ca init writes it)")
+    return load_certificate(ca_dir / CA_CERT), key
 
 
 def _san(hosts: list[str]) -> x509.SubjectAlternativeName:
@@ -139,12 +142,7 @@ def check_server_certificates(certs: Path) -> None:
     if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
         raise DataError(certs / SERVER_CERT, f"not valid now (valid {cert.not_valid_before_utc:%Y-%m-%d} to "
                                              f"{cert.not_valid_after_utc:%Y-%m-%d}): issue a new one")
-    try:
-        key = serialization.load_pem_private_key((certs / SERVER_KEY).read_bytes(), password=None)
-    except FileNotFoundError:
-        raise DataError(certs / SERVER_KEY, "server private key not found") from None
-    except ValueError as exc:
-        raise DataError(certs / SERVER_KEY, f"not an unencrypted PEM private key ({exc})") from None
+    key = _load_pem_key(certs / SERVER_KEY, "server private key not found")
     if key.public_key().public_numbers() != cert.public_key().public_numbers():
         raise DataError(certs / SERVER_KEY, f"does not match the certificate {certs / SERVER_CERT}")
     try:

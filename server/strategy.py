@@ -168,7 +168,9 @@ class ObjectiveRounds:
         if "site" in reply.content.config_records:  # the site's own name (its node config)
             self.node_names[node] = str(reply.content["site"]["name"])
             return self.node_names[node]
-        return self.site_names[index] if 0 <= index < len(self.site_names) else self.node_names.get(node, f"node-{node}")
+        if 0 <= index < len(self.site_names):
+            return self.site_names[index]
+        return self.node_names.get(node, f"node-{node}")
 
     def _error_site(self, reply: Message) -> tuple[str, str]:
         """Site name and a one-line reason; our ClientApp (and a site's app guard) prefix errors with

@@ -86,7 +86,8 @@ def operator_home(state: Path, superlink: str, *, ca: Path | None, insecure: boo
     """A private FLWR_HOME whose config.toml names the SuperLink (connection ``m3fed``)."""
     home = state / "operator-flwr-home"
     home.mkdir(parents=True, exist_ok=True)
-    lines = ["[superlink]", f'default = "{CONNECTION}"', "", f"[superlink.{CONNECTION}]", f"address = {json.dumps(superlink)}"]
+    lines = ["[superlink]", f'default = "{CONNECTION}"', "", f"[superlink.{CONNECTION}]",
+             f"address = {json.dumps(superlink)}"]
     if insecure:
         lines.append("insecure = true")
     else:
