@@ -168,23 +168,25 @@ def test_unregistered_supernode_is_refused(consortium):
 
 def _results(env, run: str, *extra: str) -> dict:
     out = env["root"] / run
-    done = _m3fed("run", *env["connection"], "--app", str(env["app"]), "--out", str(out), "--rounds", "2", "--schedule", "alternate",
+    done = _m3fed("run", *env["connection"], "--app", str(env["app"]), "--out", str(out), "--rounds", "2",
+                  "--schedule", "alternate",
                   "--run-config", "batch-size=16", "--run-config", "round-timeout=600",
                   "--run-config", "client-eval-every=2", *extra, timeout=1500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return json.loads((out / "results.json").read_text(encoding="utf-8"))
 
 
-def test_three_sites_two_rounds_both_objectives_and_an_unapproved_bundle_refused(consortium):
-    env, procs = consortium, consortium["procs"]
-    daemons = [procs.start(f"{name}-plain", "site", "start", "--config", str(_site_yaml(env, name)))
+def _federation(env, tag: str, *run_args: str, dp: bool) -> dict:
+    """Three approved sites and one (site-x) that has not approved this bundle, for one 2-round run."""
+    procs = env["procs"]
+    daemons = [procs.start(f"{name}-{tag}", "site", "start", "--config", str(_site_yaml(env, name, dp=dp)))
                for name in SITES]
-    other = procs.start("site-x", "site", "start", "--config",
-                        str(_site_yaml(env, "site-x", data_site="site-1", approved="0" * 64)))
+    daemons.append(procs.start(f"site-x-{tag}", "site", "start", "--config",
+                               str(_site_yaml(env, "site-x", data_site="site-1", approved="0" * 64, dp=dp))))
     try:
-        doc = _results(env, "run-plain", "--min-sites", "4")
+        doc = _results(env, f"run-{tag}", "--min-sites", "4", *run_args)
     finally:
-        procs.stop(*daemons, other)
+        procs.stop(*daemons)
     assert doc["schema"] == "m3fed.results/1" and doc["mode"] == "federated"
     assert [r["round"] for r in doc["rounds"]] == [1, 2]
     assert [r["objective"] for r in doc["rounds"]] == ["contrastive", "report-generation"]
@@ -195,27 +197,28 @@ def test_three_sites_two_rounds_both_objectives_and_an_unapproved_bundle_refused
     assert all(second[name]["status"] == "ok" for name in SITES)
     # The unapproved bundle never ran at site-x: refused by its guard, reported, the round went on.
     assert "not approved by this site" in first["site-x"]["status"]
-    refusals = (env["root"] / "site-state" / "site-x" / "False" / "refused-apps.jsonl").read_text().splitlines()
+    refusals = (env["root"] / "site-state" / "site-x" / str(dp) / "refused-apps.jsonl").read_text().splitlines()
     assert refusals and json.loads(refusals[0])["fab_hash"] == env["approved"]
     # The sites evaluated the global model on their own test patients; the server holds no data.
     assert doc["final"]["auc_macro"] is not None and doc["final"]["bleu"]
     assert doc["rounds"][-1]["site_eval"]["site-1"]["status"] == "ok"
-    assert (env["root"] / "run-plain" / "model.safetensors").is_file()
+    assert (env["root"] / f"run-{tag}" / "model.safetensors").is_file()
+    return doc
 
 
-def test_secagg_with_dp_at_every_site_completes(consortium):
-    env, procs = consortium, consortium["procs"]
-    daemons = [procs.start(f"{name}-dp", "site", "start", "--config", str(_site_yaml(env, name, dp=True)))
-               for name in SITES]
-    try:
-        doc = _results(env, "run-secagg-dp", "--min-sites", "3", "--secagg", "--secagg-max-weight", "1000")
-    finally:
-        procs.stop(*daemons)
-    assert [r["round"] for r in doc["rounds"]] == [1, 2]
+def test_three_sites_two_rounds_with_secagg_and_dp_at_every_site(consortium):
+    """Both objectives, SecAgg+ on every update, DP-SGD and a ledger at every site, one site refusing the bundle."""
+    doc = _federation(consortium, "secagg-dp", "--secagg", "--secagg-max-weight", "1000", dp=True)
     for r in doc["rounds"]:
         assert r["secagg"]["completed"] and r["secagg"]["sites_aggregated"] >= 2
         trained = {n: s for n, s in r["sites"].items() if s["examples"]}
         assert trained and all(s["status"] == "ok" and 0 < s["epsilon"] <= 50 for s in trained.values())
     for name in SITES:  # each site's ledger, at the site, written before its updates left
-        ledger = env["root"] / "site-state" / name / "True" / "ledger.jsonl"
+        ledger = consortium["root"] / "site-state" / name / "True" / "ledger.jsonl"
         assert _m3fed("privacy", "verify", "--ledger", str(ledger)).returncode == 0
+
+
+@pytest.mark.slow  # the same federation without SecAgg+ and DP (~3 min more)
+def test_three_sites_two_rounds_plain(consortium):
+    doc = _federation(consortium, "plain", dp=False)
+    assert all(r["sites"]["site-1"]["epsilon"] is None for r in doc["rounds"])

@@ -16,6 +16,7 @@ from flwr.common.constant import ErrorCode
 from flwr.common.secure_aggregation.secaggplus_constants import Key, RECORD_KEY_CONFIGS
 from flwr.common import bytes_to_ndarray
 from flwr.serverapp import Grid
+from flwr.supercore.task_identity import TaskIdentity
 
 from client.secagg import SecAggValueError, check_update, secure_train
 from server.secagg import SecAggConfig, SecureGrid
