@@ -97,6 +97,21 @@ class _Collect(Strategy):
         return None
 
 
+class _SecAggPlus(SecAggPlusWorkflow):
+    """Flower's workflow, except that a site lost before it shared its keys is not treated as dead.
+
+    flwr 1.42 lists every site sampled at setup as "dead" at unmasking if it is not active, so
+    a site that never shared keys (e.g. one that refused the app bundle) makes the others look up
+    key shares they never received: a KeyError at every site and a lost round. After the
+    share-keys stage only sites that shared can be dead: their masks are the ones to remove.
+    """
+
+    def share_keys_stage(self, grid, context, state) -> bool:
+        ok = super().share_keys_stage(grid, context, state)
+        state.sampled_node_ids = set(state.active_node_ids)
+        return ok
+
+
 class SecureGrid(Grid):
     """A Grid whose train rounds run SecAgg+; everything else passes through to ``grid``."""
 
@@ -169,7 +184,7 @@ class SecureGrid(Grid):
                                config=ServerConfig(num_rounds=1), strategy=collect)
         legacy.state.array_records["parameters"] = ArrayRecord()
         legacy.state.config_records["config"] = ConfigRecord({"current_round": int(config["global-round"])})
-        workflow = SecAggPlusWorkflow(num_shares=self.cfg.num_shares,
+        workflow = _SecAggPlus(num_shares=self.cfg.num_shares,
                                       reconstruction_threshold=self.cfg.reconstruction_threshold,
                                       max_weight=max_weight, clipping_range=self.cfg.clipping_range,
                                       quantization_range=self.cfg.quantization_range,

@@ -61,7 +61,8 @@ def global_arrays(rng) -> dict[str, np.ndarray]:
     return {k: np.asarray(rng.normal(0, 3.0, size=s), dtype=np.float32) for k, s in SHAPES.items()}  # |w| well above 1
 
 
-def make_site(index: int, update: dict, n: int, *, dies: bool = False, masked_out: dict | None = None):
+def make_site(index: int, update: dict, n: int, *, dies: bool = False, refuses: bool = False,
+              masked_out: dict | None = None):
     """A site whose local training adds ``update`` to the clip half and reports ``n`` examples."""
     def train_content(content: RecordDict) -> RecordDict:
         if dies:
@@ -73,6 +74,8 @@ def make_site(index: int, update: dict, n: int, *, dies: bool = False, masked_ou
                                                     "bytes-up": 0, "loss": 1.0})})
 
     def handler(msg: Message, context: Context) -> Message:
+        if refuses:  # like a site whose guard refuses the app bundle: an error at the first stage
+            raise RuntimeError("app bundle not approved by this site")
         reply = secure_train(msg, context, train_content)
         if masked_out is not None and Key.MASKED_PARAMETERS in reply.content.config_records[RECORD_KEY_CONFIGS]:
             masked_out[index] = [bytes_to_ndarray(b) for b in
@@ -81,13 +84,14 @@ def make_site(index: int, update: dict, n: int, *, dies: bool = False, masked_ou
     return handler
 
 
-def run_round(n_sites: int, counts: list[int], *, dead: frozenset = frozenset(), seed: int = 0, masked_out=None,
-              cfg: SecAggConfig | None = None):
+def run_round(n_sites: int, counts: list[int], *, dead: frozenset = frozenset(), refused: frozenset = frozenset(),
+              seed: int = 0, masked_out=None, cfg: SecAggConfig | None = None):
     rng = np.random.default_rng(seed)
     start = global_arrays(rng)
     updates = [{k: rng.normal(0, 0.01, size=SHAPES[k]) for k in ("clip.a", "clip.b", "clip.t")} for _ in range(n_sites)]
     nodes = [1000 + i for i in range(n_sites)]
-    grid = LoopbackGrid({node: make_site(i, updates[i], counts[i], dies=i in dead, masked_out=masked_out)
+    grid = LoopbackGrid({node: make_site(i, updates[i], counts[i], dies=i in dead, refuses=i in refused,
+                                           masked_out=masked_out)
                          for i, node in enumerate(nodes)})
     cfg = cfg or SecAggConfig(max_weight=float(max(counts)), timeout=30.0)
     server = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config={})
@@ -158,6 +162,18 @@ def test_ten_sites_two_die_mid_round_round_completes_and_aggregate_is_right_for_
     for i in alive:
         for k, v in expected.items():
             assert np.abs(replies[i].content["arrays"][k].numpy() - v).max() <= bound
+
+
+def test_a_site_lost_before_sharing_keys_does_not_break_the_round():
+    # flwr 1.42's workflow would ask the others for that site's key shares at unmasking (KeyError at every site).
+    counts = [60, 70, 80, 90, 100]
+    start, updates, replies, secure = run_round(5, counts, refused=frozenset({1}), seed=4,
+                                                cfg=SecAggConfig(max_weight=100.0, timeout=30.0))
+    assert [i for i, r in enumerate(replies) if r.has_error()] == [1]
+    assert "not approved" in replies[1].error.reason
+    expected = fedavg(start, updates, counts, [0, 2, 3, 4])
+    for k, v in expected.items():
+        assert np.abs(replies[0].content["arrays"][k].numpy() - v).max() <= secure.rounds[3]["quantization_error_bound"]
 
 
 def test_too_many_dead_sites_skip_the_round_and_say_why():
