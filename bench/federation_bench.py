@@ -8,7 +8,8 @@
 3. Peak RSS (sum over the whole process tree: flwr, SuperLink, Ray workers, ServerApp) of a
    one-round simulation with 10 and with 100 virtual sites on the same data.
 4. ``--parts secagg``: round seconds of a 10-site simulation with and without SecAgg+ (same
-   seed, data and schedule: one contrastive and one report-generation round), run one after the other.
+   seed, data and schedule: one contrastive and one report-generation round), alternating
+   ``--repeats`` times; the ratios are medians over the pairs.
 
     python bench/federation_bench.py [--data DIR] [--out DIR]   # prints and writes one JSON file
 """
@@ -18,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import threading
 import time
 from pathlib import Path
@@ -79,6 +81,7 @@ def main() -> None:
     parser.add_argument("--data", default="runs/data")
     parser.add_argument("--out", default="runs/bench")
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3, help="alternating plain/SecAgg+ pairs (--parts secagg)")
     parser.add_argument("--parts", default="ratio,rss",
                         help="ratio (federated vs pooled), rss (10 vs 100 sites), secagg (10 sites with/without)")
     args = parser.parse_args()
@@ -93,7 +96,7 @@ def main() -> None:
     if "rss" in args.parts:
         report.update(rss_10_vs_100(data, out))
     if "secagg" in args.parts:
-        report.update(secagg_vs_plain(data, out))
+        report.update(secagg_vs_plain(data, out, repeats=args.repeats))
     text = json.dumps(report, indent=2)
     print(text)
     (out / f"federation_bench_{args.parts.replace(',', '_')}.json").write_text(text + "\n")
@@ -141,20 +144,31 @@ def rss_10_vs_100(data: Path, out: Path) -> dict:
     return report
 
 
-def secagg_vs_plain(data: Path, out: Path, sites: int = 10) -> dict:
-    report: dict = {}
-    for secagg in (False, True):
-        cfg = SimConfig(data=str(data), out=str(out / f"secagg-{secagg}"), sites=sites, rounds=2, local_epochs=1,
-                        languages=("en", "zh"), text_only_sites=1, partition="iid", schedule="alternate",
-                        compare=False, secagg=secagg)
-        results = run_simulation(cfg)
-        report[f"secagg_{secagg}".lower()] = {
-            "round_s": [r["seconds"] for r in results["rounds"]],
-            "bytes_up": [sum(s["bytes_up"] for s in r["sites"].values()) for r in results["rounds"]],
-            "secagg": [r.get("secagg") for r in results["rounds"]]}
-    plain, secure = report["secagg_false"]["round_s"], report["secagg_true"]["round_s"]
-    report["ratio_secagg_over_plain"] = {"per_round": [b / a for a, b in zip(plain, secure)],
-                                         "total": sum(secure) / sum(plain)}
+def secagg_vs_plain(data: Path, out: Path, sites: int = 10, repeats: int = 1) -> dict:
+    """Plain and SecAgg+ runs alternate ``repeats`` times (one drifting load hits both alike); medians."""
+    report: dict = {"repeats": []}
+    for rep in range(repeats):
+        pair: dict = {}
+        for secagg in (False, True):
+            cfg = SimConfig(data=str(data), out=str(out / f"secagg-{secagg}-{rep}"), sites=sites, rounds=2,
+                            local_epochs=1, languages=("en", "zh"), text_only_sites=1, partition="iid",
+                            schedule="alternate", compare=False, secagg=secagg)
+            results = run_simulation(cfg)
+            pair["secagg" if secagg else "plain"] = {
+                "round_s": [r["seconds"] for r in results["rounds"]],
+                "objective": [r["objective"] for r in results["rounds"]],
+                "bytes_up": [sum(s["bytes_up"] for s in r["sites"].values()) for r in results["rounds"]],
+                "secagg": [r.get("secagg") for r in results["rounds"]]}
+        plain, secure = pair["plain"]["round_s"], pair["secagg"]["round_s"]
+        pair["ratio_per_round"] = [b / a for a, b in zip(plain, secure)]
+        pair["ratio_total"] = sum(secure) / sum(plain)
+        report["repeats"].append(pair)
+    runs = report["repeats"]
+    report["ratio_secagg_over_plain"] = {
+        "per_objective_median": {obj: statistics.median(p["ratio_per_round"][i] for p in runs)
+                                 for i, obj in enumerate(runs[0]["plain"]["objective"])},
+        "total_median": statistics.median(p["ratio_total"] for p in runs),
+        "total_pooled": sum(sum(p["secagg"]["round_s"]) for p in runs) / sum(sum(p["plain"]["round_s"]) for p in runs)}
     return report
 
 

@@ -48,7 +48,8 @@ def not_covered(policy: PrivacyPolicy) -> list[str]:
         "evaluation on private data" + (" (its metrics leave the site)" if "eval-metrics" in policy.release
                                         else ", if its results are used to pick models"),
         "hyperparameter tuning on private data (arXiv 2110.03620)",
-        "the site's participation as a whole: this is record/patient-level DP, not site-level (client-level) DP",
+        "the site's participation as a whole: this is record/patient-level DP, not site-level (client-level) DP "
+        "(that is a separate, server-side option: --site-dp, accounted by the server, see README)",
         "round metadata sent in clear with every update, also under secure aggregation (SecAgg+ hides only "
         "the update): site index, example count, seconds, bytes, ε spent so far, a refusal's reason",
         "the MultiMedLM memory bank, unless built from non-private text",

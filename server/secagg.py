@@ -34,6 +34,7 @@ from flwr.server.workflow import SecAggPlusWorkflow
 from flwr.serverapp import Grid
 
 from client.secagg import CLIPPING_RANGE, KEYS, MAX_WEIGHT
+from server.grid import DelegatingGrid
 from shared_model.config import TRAINED_PREFIX
 
 
@@ -112,36 +113,17 @@ class _SecAggPlus(SecAggPlusWorkflow):
         return ok
 
 
-class SecureGrid(Grid):
+class SecureGrid(DelegatingGrid):
     """A Grid whose train rounds run SecAgg+; everything else passes through to ``grid``."""
 
     def __init__(self, grid: Grid, context: Context, cfg: SecAggConfig, *, run_dir: Path | None = None) -> None:
-        self.grid, self.context, self.cfg = grid, context, cfg
+        super().__init__(grid)
+        self.context, self.cfg = context, cfg
         # Largest example count known: sites.json first, then every count a round reports.
         self.largest = float(max(_site_records(run_dir), default=0))
         self.rounds: dict[int, dict] = {}  # global round -> what the results state about the protocol
         self._errors: dict[int, str] = {}
         self._bytes: dict[int, int] = {}
-
-    # -- the Grid interface, delegated ------------------------------------------------------
-    def set_run(self, run) -> None:
-        self.grid.set_run(run)
-
-    @property
-    def run(self):
-        return self.grid.run
-
-    def create_message(self, *args, **kwargs) -> Message:
-        return self.grid.create_message(*args, **kwargs)
-
-    def get_node_ids(self) -> Iterable[int]:
-        return self.grid.get_node_ids()
-
-    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
-        return self.grid.push_messages(messages)
-
-    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
-        return self.grid.pull_messages(message_ids)
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
         messages = list(messages)

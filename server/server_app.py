@@ -20,8 +20,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from client.progress import report_progress  # noqa: E402
 from server.evaluation import ServerEvaluation, federated_metrics  # noqa: E402
+from server.grid import PromptGrid  # noqa: E402
 from server.results import write_results  # noqa: E402
 from server.secagg import SecAggConfig, SecureGrid  # noqa: E402
+from server.site_dp import WEIGHT_KEY, SiteDPConfig, SiteLevelDP  # noqa: E402
 from server.run_state import load_round, restore_strategy, save_round, strategy_arrays  # noqa: E402
 from server.strategy import make_strategy  # noqa: E402
 from shared_model.config import get_preset  # noqa: E402
@@ -56,6 +58,7 @@ def main(grid: Grid, context: Context) -> None:
     deployed = not data
     run_dir.mkdir(parents=True, exist_ok=True)
     sites = [] if deployed else json.loads((run_dir / "sites.json").read_text(encoding="utf-8"))["sites"]
+    grid = PromptGrid(grid)  # replies as they arrive, not on Flower's 3-second poll
     # The one seam where SecAgg+ (legacy-only in flwr 1.42) enters: the strategy sees a Grid as before.
     secure = SecureGrid(grid, context, SecAggConfig.from_run_config(rc), run_dir=run_dir) if bool(rc.get("secagg", False)) else None
     grid = secure or grid
@@ -70,14 +73,19 @@ def main(grid: Grid, context: Context) -> None:
     initial: dict = state["initial"] if state else {}
     total = int(rc["num-server-rounds"])
     progress = str(rc.get("progress-file", ""))
+    site_dp = SiteDPConfig.from_run_config(rc)
+    site_dp.check_compatible(strategy=str(rc.get("strategy", "fedavg")), secagg=secure is not None)
     strategy = make_strategy(str(rc.get("strategy", "fedavg")), options=strategy_options(rc),
                              schedule=str(rc["schedule"]), site_names=sites, round_offset=done,
                              min_live_sites=int(rc.get("min-live-sites", 1)), total_rounds=total,
                              client_eval_every=int(rc.get("client-eval-every", 0)),
                              fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=int(rc["min-sites"]),
-                             min_evaluate_nodes=int(rc["min-sites"]), min_available_nodes=int(rc["min-sites"]))
+                             min_evaluate_nodes=int(rc["min-sites"]), min_available_nodes=int(rc["min-sites"]),
+                             **({"weighted_by_key": WEIGHT_KEY} if site_dp.on else {}))
     if state:
         restore_strategy(strategy, state["strategy_arrays"])
+    if site_dp.on:  # a resumed run has already spent its earlier rounds
+        strategy = SiteLevelDP(strategy, site_dp, released=sum(1 for r in rounds if r.get("site_dp")))
     started = time.perf_counter()
     last: dict = {}
 
@@ -99,6 +107,8 @@ def main(grid: Grid, context: Context) -> None:
                            **({"site_eval": strategy.site_eval[global_round]}
                               if global_round in strategy.site_eval else {}),
                            **({"secagg": secure.rounds[global_round]} if secure and global_round in secure.rounds else {}),
+                           **({"site_dp": strategy.rounds[global_round]} if site_dp.on
+                              and global_round in strategy.rounds else {}),
                            **({"stopped": log["stopped"]} if log.get("stopped") else {})})
             save_round(run_dir, model, server_round=global_round, rounds=rounds, initial=initial,
                        strategy_arrays=strategy_arrays(strategy))

@@ -85,7 +85,9 @@ def _sim(args: argparse.Namespace) -> int:
                             proximal_mu=args.proximal_mu, server_lr=args.server_lr,
                             min_live_sites=args.min_live_sites or 1, client_eval_every=args.client_eval_every,
                             compare=not args.no_compare, dp=args.dp, secagg=args.secagg,
-                            secagg_threshold=args.secagg_threshold, secagg_timeout=args.secagg_timeout)
+                            secagg_threshold=args.secagg_threshold, secagg_timeout=args.secagg_timeout,
+                            site_dp=args.site_dp, site_dp_clip=args.site_dp_clip, site_dp_delta=args.site_dp_delta,
+                            site_dp_max_epsilon=args.site_dp_max_epsilon)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     results = run_simulation(cfg, resume=bool(args.resume), console=console)
@@ -185,6 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SecAgg+ reconstruction threshold: a count (>1) or a fraction of the shares")
     p.add_argument("--secagg-timeout", type=float, default=sim_defaults.secagg_timeout,
                    help="seconds each SecAgg+ stage waits for the sites")
+    p.add_argument("--site-dp", type=float, default=0.0, metavar="Z",
+                   help="site-level DP (each hospital the protected unit): noise multiplier Z on the mean of "
+                        "clipped site updates, Flower's RDP accountant (0: off)")
+    p.add_argument("--site-dp-clip", type=float, default=sim_defaults.site_dp_clip,
+                   help="L2 norm each site's update is clipped to")
+    p.add_argument("--site-dp-delta", type=float, default=sim_defaults.site_dp_delta)
+    p.add_argument("--site-dp-max-epsilon", type=float, default=0.0,
+                   help="stop the run before a round would take site-level ε above this (0: no limit)")
     p.add_argument("--drop-sites", type=int, default=0,
                    help="K sites die in the middle of a round (from the middle round on), chosen from --seed")
     p.add_argument("--seed", type=int, default=sim_defaults.seed)

@@ -65,7 +65,7 @@ def plot_site_contribution(results: dict, path: Path) -> None:
 
 
 def privacy_section(results: dict) -> list[str]:
-    """ε per site per round (from the sites' replies), each site's statement, and the cost of DP."""
+    """ε per site per round (from the sites' replies) and each site's statement."""
     statements = results.get("privacy")
     if not statements:
         return []
@@ -85,16 +85,38 @@ def privacy_section(results: dict) -> list[str]:
             cells.append(_f(s.get("epsilon")) if s.get("status") in ("ok", "no data for this objective")
                          else f"{_f(s.get('epsilon'))} ({s.get('status', '—')[:40]})")
         lines.append(f"| {r['round']} | " + " | ".join(cells) + " |")
-    plain = results.get("non_private")
-    if plain:
-        langs = sorted(plain["bleu"])
-        lines += ["", "Accuracy cost of DP (same federation, same seed, without DP):", "",
-                  "| | macro AUC | " + " | ".join(f"BLEU-4 {lang}" for lang in langs) + " |",
-                  "|---|---|" + "---|" * len(langs),
-                  f"| without DP | {_f(plain['auc_macro'])} | " + " | ".join(_f(plain['bleu'][lang]) for lang in langs) + " |",
-                  f"| with DP | {_f(results['final']['auc_macro'])} | "
-                  + " | ".join(_f(_bleu(results['final'], lang)) for lang in langs) + " |"]
     return lines
+
+
+def site_dp_section(results: dict) -> list[str]:
+    """Site-level DP: ε after each released round, as the server's accountant composed it."""
+    released = [r for r in results["rounds"] if r.get("site_dp")]
+    if not released:
+        return []
+    first = released[0]["site_dp"]
+    lines = ["", "## Site-level DP (each hospital's whole contribution protected)", "",
+             f"{first['mechanism']}: noise multiplier {first['noise_multiplier']:g}, clipping norm "
+             f"{first['clipping_norm']:g}, δ {first['delta']:g}; {first['accountant']}. The server sees clear "
+             "updates: this protects against everyone who sees the model, not against the server.", "",
+             "| round | ε | sites in the mean | updates clipped |", "|---|---|---|---|"]
+    for r in released:
+        d = r["site_dp"]
+        lines.append(f"| {r['round']} | {_f(d['epsilon'])} | {d['sites_in_denominator']} | {d['clipped_sites']} |")
+    return lines
+
+
+def dp_cost_section(results: dict) -> list[str]:
+    """The accuracy cost of DP: the same federation, same seed, without it."""
+    plain = results.get("non_private")
+    if not plain:
+        return []
+    langs = sorted(plain["bleu"])
+    return ["", "Accuracy cost of DP (same federation, same seed, without DP):", "",
+            "| | macro AUC | " + " | ".join(f"BLEU-4 {lang}" for lang in langs) + " |",
+            "|---|---|" + "---|" * len(langs),
+            f"| without DP | {_f(plain['auc_macro'])} | " + " | ".join(_f(plain['bleu'][lang]) for lang in langs) + " |",
+            f"| with DP | {_f(results['final']['auc_macro'])} | "
+            + " | ".join(_f(_bleu(results['final'], lang)) for lang in langs) + " |"]
 
 
 def write_report(run_dir: Path) -> Path:
@@ -131,7 +153,7 @@ def write_report(run_dir: Path) -> Path:
         cells = "; ".join(f"{name}: {s['status']}, {s.get('examples', 0)}, {_f(s.get('loss'))}, "
                           f"{(s.get('bytes_up') or 0) / 2**20:.1f}" for name, s in sorted(r["sites"].items()))
         lines.append(f"| {r['round']} | {r['objective']} | {_f(r['auc_macro'])} | {_f(r.get('seconds'), 1)} | {cells} |")
-    lines += privacy_section(results)
+    lines += privacy_section(results) + site_dp_section(results) + dp_cost_section(results)
     evals = [(r["round"], r["site_eval"]) for r in results["rounds"] if r.get("site_eval")]
     if evals:
         lines += ["", "## Client-side evaluation (each site, its own test patients, its language)", "",

@@ -18,6 +18,7 @@ from privacy.policy import load_policy
 from privacy.statement import privacy_statement
 from server.evaluation import ServerEvaluation
 from server.results import update_results
+from server.site_dp import SiteDPConfig
 from server.strategy import STRATEGIES, check_schedule
 from shared_model.config import get_preset
 from shared_model.device import resolve_device
@@ -63,6 +64,10 @@ class SimConfig:
     secagg: bool = False  # Flower's SecAgg+ on the sites' updates
     secagg_threshold: float = 0.6  # reconstruction threshold: a count (>1) or a fraction of the shares
     secagg_timeout: float = 600.0  # seconds per protocol stage
+    site_dp: float = 0.0  # site-level DP: noise multiplier z on the mean of clipped site updates (0: off)
+    site_dp_clip: float = 1.0  # L2 clipping norm C of one site's update
+    site_dp_delta: float = 1e-5
+    site_dp_max_epsilon: float = 0.0  # 0: no limit; otherwise stop before a round would exceed it
 
     def __post_init__(self) -> None:
         parse_partition(self.partition)
@@ -83,6 +88,11 @@ class SimConfig:
             raise ValueError("--min-live-sites must be between 1 and --sites")
         if self.secagg_threshold <= 0 or self.secagg_timeout <= 0:
             raise ValueError("--secagg-threshold and --secagg-timeout must be > 0")
+        self.site_dp_config().check_compatible(strategy=self.strategy, secagg=self.secagg)
+
+    def site_dp_config(self) -> SiteDPConfig:
+        return SiteDPConfig(noise_multiplier=self.site_dp, clipping_norm=self.site_dp_clip,
+                            delta=self.site_dp_delta, max_epsilon=self.site_dp_max_epsilon)
 
     def site_specs(self) -> list[SiteSpec]:
         return [SiteSpec(f"site-{i + 1}", self.languages[i % len(self.languages)],
@@ -99,6 +109,8 @@ def run_config_of(cfg: SimConfig, out: Path, *, resume: bool) -> dict:
             "lm-lr": cfg.lm_lr, "min-live-sites": cfg.min_live_sites, "client-eval-every": cfg.client_eval_every,
             "progress-file": str(out / PROGRESS), "secagg": cfg.secagg,
             "secagg-reconstruction-threshold": float(cfg.secagg_threshold), "secagg-timeout": cfg.secagg_timeout,
+            "site-dp-noise-multiplier": float(cfg.site_dp), "site-dp-clipping-norm": float(cfg.site_dp_clip),
+            "site-dp-delta": float(cfg.site_dp_delta), "site-dp-max-epsilon": float(cfg.site_dp_max_epsilon),
             **_failure_injection(cfg)}
 
 
@@ -125,8 +137,9 @@ def run_simulation(cfg: SimConfig, *, resume: bool = False, console: Console | N
             extra["privacy"] = site_statements(out, sites["sites"])
         if cfg.compare:
             extra["baselines"] = _baselines(cfg, out, sites["specs"], live.baseline)
-    if cfg.dp and cfg.compare:  # the accuracy cost of DP: the same federation without it
-        plain = run_simulation(dataclasses.replace(cfg, dp=None, compare=False, out=str(out / "non-private")))
+    if (cfg.dp or cfg.site_dp) and cfg.compare:  # the accuracy cost of DP: the same federation without it
+        plain = run_simulation(dataclasses.replace(cfg, dp=None, site_dp=0.0, compare=False,
+                                                   out=str(out / "non-private")))
         extra["non_private"] = {"auc_macro": plain["final"]["auc_macro"],
                                 "bleu": {k: v["bleu4"] for k, v in plain["final"]["bleu"].items()},
                                 "run_dir": str(out / "non-private")}
