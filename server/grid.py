@@ -1,9 +1,10 @@
 """Grids that wrap Flower's: a delegating base, and one that collects replies as they arrive.
 
-flwr 1.42's ServerApp grid (``flwr.superlink.grid.http_grid``) sleeps 3 s between pulls in
-``send_and_receive``, so every exchange waits on average 1.5 s after its last reply: a few
-percent of a simulated round, and three times that under SecAgg+, whose round is four exchanges.
-``PromptGrid`` pulls with a short back-off instead (Flower's own push/pull calls, nothing else).
+In deployment, flwr 1.42's ServerApp grid (``flwr.superlink.grid.http_grid``) sleeps 3 s between
+pulls in ``send_and_receive``, so every exchange waits on average 1.5 s after its last reply, four
+times per SecAgg+ round (its four stages). ``PromptGrid`` pulls with a short back-off instead
+(Flower's own push/pull calls, nothing else). The simulation's in-memory grid already polls
+every 0.1 s; there it changes nothing measurable.
 """
 from __future__ import annotations
 
