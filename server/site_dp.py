@@ -79,20 +79,17 @@ class SiteDPConfig:
                    delta=float(rc.get("site-dp-delta", 1e-5)), max_epsilon=float(rc.get("site-dp-max-epsilon", 0.0)))
 
 
-def site_level_epsilon(*, noise_multiplier: float, rounds: int, delta: float, sites: int = 1) -> float:
-    """ε after ``rounds`` released rounds, from Flower's RDP accountant (no sampling amplification)."""
+def site_level_epsilon(*, noise_multiplier: float, rounds: int, delta: float) -> float:
+    """ε after ``rounds`` released rounds, from Flower's RDP accountant (no sampling amplification,
+    so the population size does not enter)."""
     if rounds == 0:
         return 0.0
-    accountant = _accountant(sites, delta)
-    accountant.compose(GaussianPrivacyEvent(noise_multiplier=noise_multiplier, sample_size=sites,
-                                            population_size=sites), count=rounds)
+    accountant = RdpAccountant(PrivacyConfig(target_delta=delta, population_size=1,
+                                             neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
+                                             sampling_method=SamplingMethod.NO_AMPLIFICATION))
+    accountant.compose(GaussianPrivacyEvent(noise_multiplier=noise_multiplier, sample_size=1, population_size=1),
+                       count=rounds)
     return accountant.get_epsilon(delta)
-
-
-def _accountant(sites: int, delta: float) -> RdpAccountant:
-    return RdpAccountant(PrivacyConfig(target_delta=delta, population_size=max(sites, 1),
-                                       neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
-                                       sampling_method=SamplingMethod.NO_AMPLIFICATION))
 
 
 class SiteLevelDP(Strategy):
@@ -121,12 +118,12 @@ class SiteLevelDP(Strategy):
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
                         ) -> Iterable[Message]:
         global_round = server_round + self.strategy.round_offset
-        if self.cfg.max_epsilon and self.epsilon(self.released + 1) > self.cfg.max_epsilon:
+        after = self.epsilon(self.released + 1) if self.cfg.max_epsilon else 0.0
+        if after > self.cfg.max_epsilon > 0:
             self.strategy.round_log[global_round] = {
                 "objective": objective_for(global_round, self.strategy.schedule), "sites": {}, "seconds": 0.0,
                 "stopped": f"site-level privacy budget: round {global_round} would take ε from "
-                           f"{self.epsilon():.3f} to {self.epsilon(self.released + 1):.3f}, above "
-                           f"site-dp-max-epsilon {self.cfg.max_epsilon:g}"}
+                           f"{self.epsilon():.3f} to {after:.3f}, above site-dp-max-epsilon {self.cfg.max_epsilon:g}"}
             return []
         self._global = arrays
         messages = list(self.strategy.configure_train(server_round, arrays, config, grid))
@@ -144,11 +141,9 @@ class SiteLevelDP(Strategy):
         start = [self._global[k].numpy() for k in half]
         answered = [r for r in replies if not r.has_error()]
         useful = [r for r in answered if int(r.content["metrics"]["num-examples"])]
-        norms = []
         for reply in answered:
             reply.content["metrics"][WEIGHT_KEY] = 1.0
-        for reply in useful:
-            norms.append(self._clip_and_scale(reply, half, start, share=len(useful) / max(self._sent, 1)))
+        norms = [self._clip_and_scale(reply, half, start, share=len(useful) / max(self._sent, 1)) for reply in useful]
         arrays, metrics = self.strategy.aggregate_train(server_round, replies)
         if arrays is None:
             return arrays, metrics  # nothing released this round: nothing spent
