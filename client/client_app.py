@@ -18,7 +18,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from client.progress import report_progress  # noqa: E402
 from client.secagg import is_secure, secure_train  # noqa: E402
-from server.strategy import local_epochs_for  # noqa: E402
+from server.strategy import local_epochs_for, objective_progress  # noqa: E402
 from shared_model.config import TRAINED_PREFIX, get_preset  # noqa: E402
 from sim.standalone import standalone_run_dir  # noqa: E402
 
@@ -104,7 +104,8 @@ def train_content(content: RecordDict, context: Context, index: int) -> RecordDi
     update = dict(train=train_cfg, epochs=local_epochs_for(objective, int(rc["local-epochs"]),
                                                            int(rc.get("lm-local-epochs", 0))),
                   seed=seed, device=device, on_step=failure_after(1) if dies else None,
-                  proximal_mu=float(config.get("proximal-mu", 0.0)))
+                  proximal_mu=float(config.get("proximal-mu", 0.0)),
+                  progress=objective_progress(global_round, str(rc["schedule"]), int(rc["num-server-rounds"])))
     privacy = site_privacy(context, examples)
     epsilon, release = None, ("num-examples", "train-loss")
     if privacy is None:

@@ -1,6 +1,7 @@
 """What one site does in a round: its data, and one local update of the requested objective."""
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import torch
@@ -11,7 +12,8 @@ from client.sources import load_records
 from shared_model.evaluate import evaluate_model
 from shared_model.findings import DEFAULT_EVAL_LABELS
 from shared_model.model import M3FM
-from shared_model.objectives import TrainConfig, add_proximal_term, contrastive_epoch, lm_epoch, make_optimizer
+from shared_model.objectives import (ProgressLR, TrainConfig, add_proximal_term, contrastive_epoch, lm_epoch,
+                                    make_optimizer)
 
 OBJECTIVES = ("contrastive", "report-generation")
 
@@ -33,11 +35,13 @@ def example_count(examples: Examples, objective: str) -> int:
 
 
 def local_update(model: M3FM, examples: Examples, objective: str, *, train: TrainConfig, epochs: int,
-                 seed: int, device: torch.device, on_step=None, proximal_mu: float = 0.0) -> tuple[float, int]:
+                 seed: int, device: torch.device, on_step=None, proximal_mu: float = 0.0,
+                 progress: tuple[float, float] | None = None) -> tuple[float, int]:
     """Run ``epochs`` local epochs of one objective; returns (mean loss, examples used).
 
     A site without data for the objective (a text-only site in a contrastive round) trains
-    nothing and reports 0 examples, so weighted averaging leaves its copy out.
+    nothing and reports 0 examples, so weighted averaging leaves its copy out. ``progress``: the
+    slice of the run's learning-rate schedule this round covers (None: constant learning rate).
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}")
@@ -48,19 +52,18 @@ def local_update(model: M3FM, examples: Examples, objective: str, *, train: Trai
     # The report objective's noise draws from the global RNG; simulation workers are reused
     # across sites and rounds, so seed it too or the same run gives different weights.
     torch.manual_seed(seed)
+    contrastive = objective == "contrastive"
+    module, lr = (model.clip, train.lr) if contrastive else (model.lm, train.lm_lr)
+    optimizer = add_proximal_term(make_optimizer(module.parameters(), lr, train.weight_decay), proximal_mu)
+    scheduler = None if progress is None else ProgressLR(optimizer, progress, epochs * math.ceil(n / train.batch_size))
     loss = float("nan")
-    if objective == "contrastive":
-        optimizer = add_proximal_term(make_optimizer(model.clip.parameters(), train.lr, train.weight_decay),
-                                      proximal_mu)
-        for _ in range(epochs):
+    for _ in range(epochs):
+        if contrastive:
             loss = contrastive_epoch(model, pair_batches(examples, train.batch_size, gen), optimizer, train, device,
-                                     on_step=on_step)
-    else:
-        optimizer = add_proximal_term(make_optimizer(model.lm.parameters(), train.lm_lr, train.weight_decay),
-                                      proximal_mu)
-        for _ in range(epochs):
+                                     on_step=on_step, scheduler=scheduler)
+        else:
             loss = lm_epoch(model, text_batches(examples, train.batch_size, gen), optimizer, train, device,
-                            on_step=on_step)
+                            on_step=on_step, scheduler=scheduler)
     return loss, n
 
 

@@ -74,7 +74,7 @@ if timm.layers.LayerNorm not in GradSampleModule.GRAD_SAMPLERS:
     register_grad_sampler(timm.layers.LayerNorm)(compute_layer_norm_grad_sample)
 from shared_model.model import M3FM
 from shared_model.objectives import (
-    TrainConfig, add_proximal_term, contrastive_epoch, lm_epoch, lm_per_example_loss, make_optimizer,
+    ProgressLR, TrainConfig, add_proximal_term, contrastive_epoch, lm_epoch, lm_per_example_loss, make_optimizer,
 )
 
 if TYPE_CHECKING:
@@ -294,7 +294,8 @@ def private_update(model: M3FM, examples: Examples, objective: str, *, train: Tr
                    device: torch.device, noise_multiplier: float, max_grad_norm: float, batch_size: int, unit: str,
                    public_texts: list[str], on_step: Callable[[float], None] | None = None,
                    proximal_mu: float = 0.0, noise_seed: int | None = None,
-                   step_hook: Callable[[DPOptimizer], None] | None = None) -> DPRoundResult:
+                   step_hook: Callable[[DPOptimizer], None] | None = None,
+                   progress: tuple[float, float] | None = None) -> DPRoundResult:
     """One DP-SGD local update of ``objective``; account ``(noise_multiplier, sample_rate, steps)`` of the result.
 
     ``step_hook`` sees the optimizer after clipping and noise, before the weights move (tests, audits).
@@ -329,11 +330,13 @@ def private_update(model: M3FM, examples: Examples, objective: str, *, train: Tr
                             expected_batch_size=batch_size, rows=batches.current,
                             noise_generator=noise_gen) as optimizer:
             optimizer.attach_step_hook(count)
+            # The schedule only sets the step size: post-processing, no effect on the accounting.
+            scheduler = None if progress is None else ProgressLR(optimizer, progress, steps)
             if objective == "contrastive":
                 loss = contrastive_epoch(model, batches, optimizer, train, device, on_step=on_step,
-                                         loss_fn=loss_fn)
+                                         loss_fn=loss_fn, scheduler=scheduler)
             else:
-                loss = lm_epoch(model, batches, optimizer, train, device, on_step=on_step)
+                loss = lm_epoch(model, batches, optimizer, train, device, on_step=on_step, scheduler=scheduler)
     if noised[0] != steps:
         raise RuntimeError(f"ran {noised[0]} noised steps, planned and accounted {steps}")
     return DPRoundResult(loss=loss, examples=n_examples, steps=steps, sample_rate=q,

@@ -44,6 +44,14 @@ def objective_for(server_round: int, schedule: str) -> str:
     return schedule
 
 
+def objective_progress(server_round: int, schedule: str, num_rounds: int) -> tuple[float, float]:
+    """The slice of its objective's whole training that this round covers (see ``ProgressLR``)."""
+    objective = objective_for(server_round, schedule)
+    mine = [r for r in range(1, max(num_rounds, server_round) + 1) if objective_for(r, schedule) == objective]
+    i = mine.index(server_round)
+    return i / len(mine), (i + 1) / len(mine)
+
+
 def local_epochs_for(objective: str, local_epochs: int, lm_local_epochs: int) -> int:
     """Report-generation rounds may run their own number of local epochs (0: the same)."""
     return lm_local_epochs if objective == "report-generation" and lm_local_epochs > 0 else local_epochs

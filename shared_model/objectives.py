@@ -9,6 +9,7 @@ decoder sees at inference.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -119,6 +120,41 @@ def one_cycle(optimizer: torch.optim.Optimizer, total_steps: int) -> Scheduler:
     """10 % warm-up then cosine decay over the whole run, stepped once per update."""
     lr = optimizer.param_groups[0]["lr"]
     return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(total_steps, 1), pct_start=0.1)
+
+
+class ProgressLR:
+    """The learning rate of one local update, read off a schedule that spans the whole run.
+
+    A federated site builds a fresh optimiser every round, so a per-round schedule would warm up and
+    decay again each round. Here round ``r`` of an objective's ``R`` rounds covers the fraction
+    ``[(r-1)/R, r/R]`` of one warm-up-then-cosine curve (the shape of :func:`one_cycle`), so a site's
+    rounds together follow the schedule pooled training follows once. Stepped once per update.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, progress: tuple[float, float], steps: int,
+                 warmup: float = 0.1, floor: float = 0.02) -> None:
+        start, end = progress
+        if not 0.0 <= start < end <= 1.0 or steps < 1:
+            raise ValueError(f"progress must satisfy 0 <= start < end <= 1 and steps >= 1, got {progress}, {steps}")
+        self.optimizer, self.start, self.end, self.steps = optimizer, start, end, steps
+        self.warmup, self.floor, self.done = warmup, floor, 0
+        self.base = [group["lr"] for group in optimizer.param_groups]
+        self._apply()
+
+    def factor(self, t: float) -> float:
+        if t < self.warmup:
+            return max(t / self.warmup, self.floor)
+        return max(0.5 * (1 + math.cos(math.pi * (t - self.warmup) / (1 - self.warmup))), self.floor)
+
+    def _apply(self) -> None:
+        # The lr of the step about to be taken: the middle of its slice of [start, end].
+        t = self.start + (self.end - self.start) * (min(self.done, self.steps - 1) + 0.5) / self.steps
+        for group, base in zip(self.optimizer.param_groups, self.base):
+            group["lr"] = base * self.factor(t)
+
+    def step(self) -> None:
+        self.done += 1
+        self._apply()
 
 
 def add_proximal_term(optimizer: torch.optim.Optimizer, mu: float) -> torch.optim.Optimizer:

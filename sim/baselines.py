@@ -15,7 +15,7 @@ from client.dataset import Examples, decode
 from client.site import OBJECTIVES, local_update
 from client.sources import load_records
 from client.sources.records import DataReport
-from server.strategy import local_epochs_for, objective_for
+from server.strategy import local_epochs_for, objective_for, objective_progress
 from shared_model.config import ModelConfig
 from shared_model.model import M3FM, build_model
 from shared_model.objectives import TrainConfig
@@ -48,7 +48,8 @@ def replay_schedule(model: M3FM, examples: Examples, *, rounds: int, schedule: s
         if objective not in objectives:
             continue
         loss, _ = local_update(model, examples, objective, train=train, epochs=local_epochs_for(objective, local_epochs, lm_local_epochs),
-                               seed=seed * 100_003 + r * 101, device=device)
+                               seed=seed * 100_003 + r * 101, device=device,
+                               progress=objective_progress(r, schedule, rounds))
         if on_round:
             on_round(r, objective, loss)
     return time.perf_counter() - started

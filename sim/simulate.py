@@ -43,7 +43,7 @@ class SimConfig:
     text_only_sites: int = 1  # the last N sites keep reports only
     local_epochs: int = 2
     lm_local_epochs: int = 0  # report-generation rounds (0: same as local_epochs)
-    batch_size: int = 64
+    batch_size: int = 32
     schedule: str = "staged:8"  # 8 contrastive rounds, then report generation
     preset: str = "tiny"
     seed: int = 0
