@@ -10,7 +10,7 @@ from privacy.dp import PoissonBatches, planned_steps, private_module, private_up
 from privacy.dp_losses import finding_phrases
 from shared_model.config import get_preset
 from shared_model.model import build_model
-from shared_model.objectives import TrainConfig, add_proximal_term
+from shared_model.objectives import ProgressLR, TrainConfig, add_proximal_term
 
 CPU = torch.device("cpu")
 PUBLIC = finding_phrases()
@@ -204,3 +204,23 @@ def test_proximal_term_is_added_after_clipping_and_noise():
         optimizer.step()
     # Assert: the full proximal pull mu·(w − w0) = 10 applied, not clipped to C = 0.01.
     assert torch.allclose(layer.weight.detach(), start - 0.1 * 10.0, atol=1e-5)
+
+
+def test_dp_round_follows_the_run_wide_learning_rate_schedule(model):
+    # Prepare: the third of four rounds; the step hook sees the lr each noised step is taken with.
+    seen = []
+
+    def capture(optimizer):
+        seen.append(optimizer.param_groups[0]["lr"])
+
+    # Execute
+    result = run(model, "report-generation", step_hook=capture, progress=(0.5, 0.75))
+    # Assert: one lr per accounted step, each the schedule's value at that step (decaying, below the base lr).
+    probe = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=TRAIN.lm_lr)
+    expected = ProgressLR(probe, (0.5, 0.75), result.steps)
+    want = []
+    for _ in range(result.steps):
+        want.append(probe.param_groups[0]["lr"])
+        expected.step()
+    assert len(seen) == result.steps and seen == pytest.approx(want)
+    assert seen[0] > seen[-1] and max(seen) < TRAIN.lm_lr
