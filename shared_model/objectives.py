@@ -127,8 +127,10 @@ class ProgressLR:
 
     A federated site builds a fresh optimiser every round, so a per-round schedule would warm up and
     decay again each round. Here round ``r`` of an objective's ``R`` rounds covers the fraction
-    ``[(r-1)/R, r/R]`` of one warm-up-then-cosine curve (the shape of :func:`one_cycle`), so a site's
-    rounds together follow the schedule pooled training follows once. Stepped once per update.
+    ``[(r-1)/R, r/R]`` of one curve (linear warm-up over the first 10 %, then cosine decay), so a
+    site's rounds together follow one schedule over the run. Stepped once per update. A plain class,
+    not a torch ``LRScheduler``: those re-wrap ``optimizer.step``, which fails on the function
+    :func:`add_proximal_term` puts there (AttributeError, torch 2.14).
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, progress: tuple[float, float], steps: int,
