@@ -95,7 +95,8 @@ def train_content(content: RecordDict, context: Context, index: int) -> RecordDi
     rc, config = context.run_config, content["config"]
     model, cfg, device = _global_model(content, context)
     examples = site_examples(data_path_of(context), cfg.image_size)
-    train_cfg = TrainConfig(batch_size=int(rc["batch-size"]), lr=float(rc["lr"]), lm_lr=float(rc["lm-lr"]))
+    train_cfg = TrainConfig(batch_size=int(rc["batch-size"]), lr=float(rc["lr"]), lm_lr=float(rc["lm-lr"]),
+                            lm_batch_size=int(rc["lm-batch-size"]) or None)
     # Seeded by site, not by node id (random per run), so the same seed gives the same run.
     seed = int(rc["seed"]) * 100_003 + int(config["global-round"]) * 101 + (index if index >= 0 else context.node_id % 97)
     dropped = {int(i) for i in str(rc.get("drop-sites", "")).split(",") if i.strip()}

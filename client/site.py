@@ -54,15 +54,16 @@ def local_update(model: M3FM, examples: Examples, objective: str, *, train: Trai
     torch.manual_seed(seed)
     contrastive = objective == "contrastive"
     module, lr = (model.clip, train.lr) if contrastive else (model.lm, train.lm_lr)
+    batch = train.batch_for(objective)
     optimizer = add_proximal_term(make_optimizer(module.parameters(), lr, train.weight_decay), proximal_mu)
-    scheduler = None if progress is None else ProgressLR(optimizer, progress, epochs * math.ceil(n / train.batch_size))
+    scheduler = None if progress is None else ProgressLR(optimizer, progress, epochs * math.ceil(n / batch))
     loss = float("nan")
     for _ in range(epochs):
         if contrastive:
-            loss = contrastive_epoch(model, pair_batches(examples, train.batch_size, gen), optimizer, train, device,
+            loss = contrastive_epoch(model, pair_batches(examples, batch, gen), optimizer, train, device,
                                      on_step=on_step, scheduler=scheduler)
         else:
-            loss = lm_epoch(model, text_batches(examples, train.batch_size, gen), optimizer, train, device,
+            loss = lm_epoch(model, text_batches(examples, batch, gen), optimizer, train, device,
                             on_step=on_step, scheduler=scheduler)
     return loss, n
 

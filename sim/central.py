@@ -81,7 +81,8 @@ def run_central(cfg: CentralConfig, console: Console | None = None) -> dict:
     lm_opt = make_optimizer(model.lm.parameters(), t.lm_lr, t.weight_decay)
     pair_steps = math.ceil(int((train.image_index >= 0).sum()) / t.batch_size)
     clip_sched = one_cycle(clip_opt, cfg.contrastive_epochs * pair_steps)
-    lm_sched = one_cycle(lm_opt, cfg.lm_epochs * math.ceil(len(train.records) / t.batch_size))
+    lm_batch = t.batch_for("report-generation")
+    lm_sched = one_cycle(lm_opt, cfg.lm_epochs * math.ceil(len(train.records) / lm_batch))
     history = []
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn(), console=console) as bar:
@@ -93,7 +94,7 @@ def run_central(cfg: CentralConfig, console: Console | None = None) -> dict:
             bar.update(task, advance=1, loss=loss)
         task = bar.add_task("report generation", total=cfg.lm_epochs, loss=float("nan"))
         for epoch in range(cfg.lm_epochs):
-            loss = lm_epoch(model, text_batches(train, t.batch_size, gen), lm_opt, t, device, scheduler=lm_sched)
+            loss = lm_epoch(model, text_batches(train, lm_batch, gen), lm_opt, t, device, scheduler=lm_sched)
             history.append({"objective": "report-generation", "epoch": epoch + 1, "loss": loss})
             bar.update(task, advance=1, loss=loss)
     train_seconds = time.perf_counter() - started

@@ -69,21 +69,37 @@ def assign_patients(records: list[Record], n_sites: int, scheme: str, seed: int,
     if kind == "size":  # label-blind, site sizes drawn from Dirichlet(alpha)
         sizes = rng.dirichlet([alpha] * n_sites)
         return {p: int(site) for p, site in zip(patients, rng.choice(n_sites, size=len(patients), p=sizes))}
+    return _label_skew(by_patient, patients, n_sites, alpha, rng)
+
+
+def _label_skew(by_patient: dict[str, list[Record]], patients: list[str], n_sites: int, alpha: float,
+                rng: np.random.Generator) -> dict[str, int]:
+    """Equal-sized sites, each with its own label mix q_k ~ Dirichlet(alpha * L * prior) (Hsu et al., 2019).
+
+    Sizes stay equal so that label skew is not confounded with size skew (that is ``size:A``); scaling by
+    L * prior keeps alpha's meaning of a symmetric Dirichlet(alpha) when labels are balanced while each
+    site's mix matches the data's label frequencies in expectation.
+    """
     groups: dict[str, list[str]] = {}
     for p in patients:
         groups.setdefault(primary_label(by_patient[p]), []).append(p)
-    assignment = {}
-    for label in sorted(groups):
-        members = [groups[label][i] for i in rng.permutation(len(groups[label]))]
-        shares = rng.dirichlet([alpha] * n_sites)
-        cuts = (np.cumsum(shares)[:-1] * len(members)).round().astype(int)
-        for site, chunk in enumerate(np.split(np.array(members, dtype=object), cuts)):
-            assignment.update({p: site for p in chunk})
-    # A site left with no training patient would be no hospital at all: give it one from the largest.
-    for site in range(n_sites if split == "train" else 0):
-        if site not in assignment.values():
-            donor = max(range(n_sites), key=lambda s: sum(v == s for v in assignment.values()))
-            assignment[next(p for p, s in assignment.items() if s == donor)] = site
+    labels = sorted(groups)
+    pools = {label: [groups[label][i] for i in rng.permutation(len(groups[label]))] for label in labels}
+    prior = np.array([len(groups[label]) for label in labels], dtype=float) / len(patients)
+    mixes = rng.dirichlet(alpha * len(labels) * prior, size=n_sites)
+    quota = [len(patients) // n_sites + (k < len(patients) % n_sites) for k in range(n_sites)]
+    assignment: dict[str, int] = {}
+    while len(assignment) < len(patients):  # round robin, so no site is left only the leftovers
+        for site in range(n_sites):
+            if quota[site] == 0:
+                continue
+            left = np.array([len(pools[label]) > 0 for label in labels], dtype=float)
+            weights = mixes[site] * left
+            # A site whose labels are used up takes from what is left, in proportion to what is left.
+            weights = weights if weights.sum() > 0 else left * prior
+            label = labels[rng.choice(len(labels), p=weights / weights.sum())]
+            assignment[pools[label].pop()] = site
+            quota[site] -= 1
     return assignment
 
 

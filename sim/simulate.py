@@ -53,7 +53,11 @@ class SimConfig:
     proximal_mu: float = 0.01
     server_lr: float = 0.01
     lr: float = 1e-3
-    lm_lr: float = 1e-3
+    # Report generation: a site holds a quarter of the reports, so per round it takes a quarter of
+    # pooled training's steps; smaller batches and a higher rate give its decoder steps that count
+    # (BENCHMARKS.md, LM replay).
+    lm_lr: float = 3e-3
+    lm_batch_size: int = 16
     min_live_sites: int = 1
     client_eval_every: int = 0
     # Ray runs floor(cores / cpus_per_site) sites at once. All cores to one site at a time keeps a
@@ -77,6 +81,8 @@ class SimConfig:
             raise ValueError("--text-only-sites must leave at least one site with images")
         if self.rounds < 1 or self.local_epochs < 1 or self.lm_local_epochs < 0:
             raise ValueError("--rounds and --local-epochs must be at least 1")
+        if self.batch_size < 2 or self.lm_batch_size < 1:
+            raise ValueError("--batch-size must be at least 2 and --lm-batch-size at least 1")
         if not 0 <= self.drop_sites < self.sites:
             raise ValueError("--drop-sites must leave at least one site alive")
         if any(lang not in ("en", "zh") for lang in self.languages):
@@ -105,6 +111,7 @@ def run_config_of(cfg: SimConfig, out: Path, *, resume: bool) -> dict:
             "min-sites": cfg.sites, "local-epochs": cfg.local_epochs,
             "lm-local-epochs": cfg.lm_local_epochs, "schedule": cfg.schedule,
             "preset": cfg.preset, "seed": cfg.seed, "batch-size": cfg.batch_size, "resume": resume,
+            "lm-batch-size": cfg.lm_batch_size,
             "strategy": cfg.strategy, "proximal-mu": cfg.proximal_mu, "server-lr": cfg.server_lr, "lr": cfg.lr,
             "lm-lr": cfg.lm_lr, "min-live-sites": cfg.min_live_sites, "client-eval-every": cfg.client_eval_every,
             "progress-file": str(out / PROGRESS), "secagg": cfg.secagg,
@@ -164,7 +171,7 @@ def _baselines(cfg: SimConfig, out: Path, specs: list[dict], on_event) -> dict:
     model_cfg, device = get_preset(cfg.preset), resolve_device("auto")
     evaluation = ServerEvaluation(str(Path(cfg.data).resolve()), model_cfg.image_size, seed=cfg.seed, run_dir=out,
                                   sites=[s["name"] for s in specs])
-    train = TrainConfig(batch_size=cfg.batch_size, lr=cfg.lr, lm_lr=cfg.lm_lr)
+    train = TrainConfig(batch_size=cfg.batch_size, lr=cfg.lr, lm_lr=cfg.lm_lr, lm_batch_size=cfg.lm_batch_size)
     return run_baselines(run_dir=out, sites=specs, model_cfg=model_cfg, evaluation=evaluation, device=device,
                          init_seed=cfg.seed, on_event=on_event, rounds=cfg.rounds, schedule=cfg.schedule,
                          local_epochs=cfg.local_epochs, lm_local_epochs=cfg.lm_local_epochs, train=train, seed=cfg.seed)

@@ -7,6 +7,7 @@ from collections import Counter
 import pytest
 
 from client.sources import load_records
+from client.sources.records import Record
 from sim.partition import SiteSpec, primary_label, assign_patients, parse_partition, write_sites
 
 
@@ -44,22 +45,28 @@ def test_size_skew_varies_site_sizes_not_labels(small_mimic):
     assert max(sizes.values()) >= 2 * min(sizes.values(), default=0) or len(sizes) < 3
 
 
-def test_dirichlet_concentrates_each_label_group_at_few_sites(small_mimic):
+def test_dirichlet_skews_each_sites_labels_and_keeps_site_sizes_equal(small_mimic):
+    # 400 patients over four label groups (sizes 40 %, 30 %, 20 %, 10 %): enough that sampling noise alone
+    # does not look like skew.
+    groups = ["normal"] * 160 + ["Atelectasis"] * 120 + ["Edema"] * 80 + ["Pneumothorax"] * 40
+    records = [Record(f"p{i}", f"s{i}", None, "report", "en", "train", "CXR",
+                      labels={} if label == "normal" else {label: 1.0}) for i, label in enumerate(groups)]
+    overall = Counter(groups)
+
+    def skew(scheme: str, seed: int) -> float:
+        """Mean total-variation distance between a site's label mix and the whole dataset's."""
+        sites = assign_patients(records, 4, scheme, seed=seed)
+        sizes = Counter(sites.values())
+        assert set(sizes.values()) == {100}  # label skew without size skew
+        distance = 0.0
+        for site in range(4):
+            mix = Counter(groups[int(p[1:])] for p, s in sites.items() if s == site)
+            distance += sum(abs(mix[k] / 100 - overall[k] / len(groups)) for k in overall) / 2
+        return distance / 4
+
+    iid, mild, strong = (sum(skew(s, seed) for seed in range(5)) / 5 for s in ("iid", "dirichlet:5", "dirichlet:0.1"))
+    assert iid < 0.1 < mild < strong and strong > 0.25
     records, _ = load_records(small_mimic, languages=("en",))
-    by_patient = {}
-    for r in records:
-        if r.split == "train":
-            by_patient.setdefault(r.patient_id, []).append(r)
-
-    def purity(scheme: str) -> float:
-        """Share of patients at their label group's majority site (1.0 = each group at one site)."""
-        sites = assign_patients(records, 3, scheme, seed=1)
-        groups: dict[str, Counter] = {}
-        for patient, rs in by_patient.items():
-            groups.setdefault(primary_label(rs), Counter())[sites[patient]] += 1
-        return sum(max(c.values()) for c in groups.values()) / len(by_patient)
-
-    assert purity("dirichlet:0.1") > purity("iid") + 0.2
     with pytest.raises(ValueError, match="cannot fill"):
         assign_patients(records, 10_000, "iid", seed=0)
 
