@@ -18,8 +18,8 @@ def central_run(tmp_path_factory) -> Path:
     data = tmp_path_factory.mktemp("easy")
     generate(data, patients=160, seed=11, difficulty=0.0)
     out = tmp_path_factory.mktemp("run")
-    run_central(CentralConfig(data=str(data), out=str(out), contrastive_epochs=16, lm_epochs=10, seed=0,
-                              train=TrainConfig(batch_size=32)))
+    run_central(CentralConfig(data=str(data), out=str(out), contrastive_epochs=10, lm_epochs=4, seed=0,
+                              train=TrainConfig(batch_size=32, lm_batch_size=16, lm_lr=3e-3)))
     return out
 
 
