@@ -25,9 +25,12 @@ from sim.synth import generate
 
 
 def _config(data: Path, out: Path, **changes) -> SimConfig:
+    # iid: these tests check that the federation runs, resumes, survives failures and learns; what label
+    # skew costs is measured on the default job (BENCHMARKS.md). With Dirichlet(0.5) over these 100
+    # patients one contrastive round raised AUC by 0.046 instead of 0.073.
     cfg = SimConfig(data=str(data), out=str(out), sites=3, rounds=2, languages=("en", "zh", "en"),
                     text_only_sites=1, local_epochs=4, batch_size=16, seed=0, timeout=1200, compare=False,
-                    schedule="alternate")
+                    schedule="alternate", partition="iid")
     return dataclasses.replace(cfg, **changes)
 
 
@@ -122,7 +125,7 @@ def test_killed_after_round_one_resumes_to_the_same_model(federated_run, fed_dat
     process = subprocess.Popen(
         [sys.executable, "-m", "sim.cli", "sim", "--data", str(fed_data), "--out", str(out), "--sites", "3",
          "--rounds", "2", "--languages", "en", "zh", "en", "--text-only-sites", "1", "--local-epochs", "4",
-         "--batch-size", "16", "--seed", "0", "--no-compare", "--schedule", "alternate"], env=env, start_new_session=True,
+         "--batch-size", "16", "--seed", "0", "--no-compare", "--schedule", "alternate", "--partition", "iid"], env=env, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 900
