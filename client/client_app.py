@@ -5,6 +5,7 @@ virtual node's ``partition-id`` picks ``<run-dir>/sites/<name>/manifest.jsonl``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -43,6 +44,18 @@ def site_name_of(context: Context) -> str:
     if "site-name" in context.node_config:
         return str(context.node_config["site-name"])
     return Path(data_path_of(context)).parent.name
+
+
+def site_state_dir(context: Context) -> Path:
+    """Where this site keeps what it carries from round to round of one run (never sent anywhere).
+
+    A deployed site: under the daemon's ``state-dir``, one folder per run (keyed by the run's
+    directory, which ``--resume`` keeps). A virtual site: ``<run-dir>/sites/<name>/state``.
+    """
+    if "state-dir" in context.node_config:
+        key = hashlib.sha256(str(context.run_config.get("run-dir", "") or context.run_id).encode()).hexdigest()[:16]
+        return Path(str(context.node_config["state-dir"])) / "runs" / key
+    return Path(data_path_of(context)).parent / "state"
 
 
 def _site_record(context: Context) -> ConfigRecord:
@@ -89,6 +102,7 @@ def train_content(content: RecordDict, context: Context, index: int) -> RecordDi
     from client.site import failure_after, local_update, site_examples
     from client.site_privacy import private_round, site_privacy
     from privacy.accounting import PrivacyBudgetExhausted
+    from shared_model.kept_state import RoundFiles
     from shared_model.objectives import TrainConfig
 
     started = time.perf_counter()
@@ -106,7 +120,8 @@ def train_content(content: RecordDict, context: Context, index: int) -> RecordDi
                                                            int(rc.get("lm-local-epochs", 0))),
                   seed=seed, device=device, on_step=failure_after(1) if dies else None,
                   proximal_mu=float(config.get("proximal-mu", 0.0)),
-                  progress=objective_progress(global_round, str(rc["schedule"]), int(rc["num-server-rounds"])))
+                  progress=objective_progress(global_round, str(rc["schedule"]), int(rc["num-server-rounds"])),
+                  memory=RoundFiles(site_state_dir(context), global_round) if rc.get("keep-optimizer", True) else None)
     privacy = site_privacy(context, examples)
     epsilon, release = None, ("num-examples", "train-loss")
     if privacy is None:

@@ -4,7 +4,8 @@ The site is checked first (``client.site_config.check_site``); then two processe
 one, and stop with it: ``flower-supernode`` (outbound HTTPS to the SuperLink only, TLS verified
 against the consortium CA, authenticated with the site's key; ClientApps isolated in separate
 processes) and ``client.guard`` (Flower's SuperExec, launching ClientApps only from approved app
-bundles). Its state (Flower's home, the DP ledger, the guard's refusals) lives in ``state_dir``.
+bundles). Its state (Flower's home, the DP ledger, the guard's refusals, the optimiser state a run carries
+from round to round) lives in ``state_dir``.
 """
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from client.evaldata import bank_texts, evaluation_inputs
 from client.sources import load_records
 from shared_model.evaluate import evaluate_model
 from shared_model.findings import DEFAULT_EVAL_LABELS
+from shared_model.kept_state import OptimizerMemory, keep, restore
 from shared_model.model import M3FM
 from shared_model.objectives import (ProgressLR, TrainConfig, add_proximal_term, contrastive_epoch, lm_epoch,
                                     make_optimizer)
@@ -36,12 +37,14 @@ def example_count(examples: Examples, objective: str) -> int:
 
 def local_update(model: M3FM, examples: Examples, objective: str, *, train: TrainConfig, epochs: int,
                  seed: int, device: torch.device, on_step=None, proximal_mu: float = 0.0,
-                 progress: tuple[float, float] | None = None) -> tuple[float, int]:
+                 progress: tuple[float, float] | None = None, memory: OptimizerMemory | None = None
+                 ) -> tuple[float, int]:
     """Run ``epochs`` local epochs of one objective; returns (mean loss, examples used).
 
     A site without data for the objective (a text-only site in a contrastive round) trains
     nothing and reports 0 examples, so weighted averaging leaves its copy out. ``progress``: the
     slice of the run's learning-rate schedule this round covers (None: constant learning rate).
+    ``memory``: where the site's optimiser state from its previous round is, and this round's goes.
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}")
@@ -55,7 +58,9 @@ def local_update(model: M3FM, examples: Examples, objective: str, *, train: Trai
     contrastive = objective == "contrastive"
     module, lr = (model.clip, train.lr) if contrastive else (model.lm, train.lm_lr)
     batch = train.batch_for(objective)
-    optimizer = add_proximal_term(make_optimizer(module.parameters(), lr, train.weight_decay), proximal_mu)
+    optimizer = make_optimizer(module.parameters(), lr, train.weight_decay)
+    restore(optimizer, memory, objective)
+    optimizer = add_proximal_term(optimizer, proximal_mu)
     scheduler = None if progress is None else ProgressLR(optimizer, progress, epochs * math.ceil(n / batch))
     loss = float("nan")
     for _ in range(epochs):
@@ -65,6 +70,7 @@ def local_update(model: M3FM, examples: Examples, objective: str, *, train: Trai
         else:
             loss = lm_epoch(model, text_batches(examples, batch, gen), optimizer, train, device,
                             on_step=on_step, scheduler=scheduler)
+    keep(optimizer, memory, objective)
     return loss, n
 
 

@@ -54,7 +54,7 @@ class SiteConfig:
 
     def node_config(self) -> dict[str, str]:
         """What the ClientApp reads from ``context.node_config`` on this SuperNode."""
-        config = {"site-name": self.site, "data-path": str(self.data)}
+        config = {"site-name": self.site, "data-path": str(self.data), "state-dir": str(self.state_dir)}
         if self.privacy_policy:
             config.update({"privacy-policy": str(self.privacy_policy), "privacy-ledger": str(self.ledger)})
         return config

@@ -106,7 +106,8 @@ def site_privacy(context, examples: Examples) -> SitePrivacy | None:
 
 def private_round(privacy: SitePrivacy, model, examples: Examples, objective: str, *, run_id: str, round: int,
                   rounds_left: int, train, epochs: int, seed: int, device, on_step=None,
-                  proximal_mu: float = 0.0, progress: tuple[float, float] | None = None) -> tuple[float, int, float]:
+                  proximal_mu: float = 0.0, progress: tuple[float, float] | None = None,
+                  memory=None) -> tuple[float, int, float]:
     """Plan (or refuse), train with DP-SGD, record: (loss, examples, ε after this round)."""
     p = privacy.policy
     units = units_of(examples, objective, p.unit)
@@ -120,7 +121,7 @@ def private_round(privacy: SitePrivacy, model, examples: Examples, objective: st
                             device=device,
                             noise_multiplier=plan.noise_multiplier, max_grad_norm=p.max_grad_norm,
                             batch_size=privacy.batch_size(units), unit=p.unit, public_texts=public_texts(), on_step=on_step,
-                            proximal_mu=proximal_mu, progress=progress)
+                            proximal_mu=proximal_mu, progress=progress, memory=memory)
     if result.steps != plan.steps:
         raise RuntimeError(f"ran {result.steps} DP steps, planned {plan.steps}: refusing to release")
     return result.loss, result.examples, privacy.record(plan, run_id=run_id, round=round)

@@ -72,6 +72,7 @@ from privacy.dp_losses import dp_contrastive_loss
 # Same computation as torch's LayerNorm (a subclass); unregistered it would take the slow fallback.
 if timm.layers.LayerNorm not in GradSampleModule.GRAD_SAMPLERS:
     register_grad_sampler(timm.layers.LayerNorm)(compute_layer_norm_grad_sample)
+from shared_model.kept_state import OptimizerMemory, keep, restore
 from shared_model.model import M3FM
 from shared_model.objectives import (
     ProgressLR, TrainConfig, add_proximal_term, contrastive_epoch, lm_epoch, lm_per_example_loss, make_optimizer,
@@ -295,7 +296,8 @@ def private_update(model: M3FM, examples: Examples, objective: str, *, train: Tr
                    public_texts: list[str], on_step: Callable[[float], None] | None = None,
                    proximal_mu: float = 0.0, noise_seed: int | None = None,
                    step_hook: Callable[[DPOptimizer], None] | None = None,
-                   progress: tuple[float, float] | None = None) -> DPRoundResult:
+                   progress: tuple[float, float] | None = None,
+                   memory: OptimizerMemory | None = None) -> DPRoundResult:
     """One DP-SGD local update of ``objective``; account ``(noise_multiplier, sample_rate, steps)`` of the result.
 
     ``step_hook`` sees the optimizer after clipping and noise, before the weights move (tests, audits).
@@ -325,7 +327,10 @@ def private_update(model: M3FM, examples: Examples, objective: str, *, train: Tr
     lr = train.lr if objective == "contrastive" else train.lm_lr
     noise_gen = None if noise_seed is None else torch.Generator(device=device).manual_seed(noise_seed)
     with objective_parameters(model, objective, public_texts=public_texts, train=train, device=device) as module:
-        inner = add_proximal_term(make_optimizer(module.parameters(), lr, train.weight_decay), proximal_mu)
+        # Kept moments come from earlier noised steps: post-processing, they stay at the site.
+        plain = make_optimizer(module.parameters(), lr, train.weight_decay)
+        restore(plain, memory, objective)
+        inner = add_proximal_term(plain, proximal_mu)
         with private_module(module, inner, noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm,
                             expected_batch_size=batch_size, rows=batches.current,
                             noise_generator=noise_gen) as optimizer:
@@ -337,6 +342,7 @@ def private_update(model: M3FM, examples: Examples, objective: str, *, train: Tr
                                          loss_fn=loss_fn, scheduler=scheduler)
             else:
                 loss = lm_epoch(model, batches, optimizer, train, device, on_step=on_step, scheduler=scheduler)
+        keep(plain, memory, objective)
     if noised[0] != steps:
         raise RuntimeError(f"ran {noised[0]} noised steps, planned and accounted {steps}")
     return DPRoundResult(loss=loss, examples=n_examples, steps=steps, sample_rate=q,

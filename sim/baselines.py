@@ -17,6 +17,7 @@ from client.sources import load_records
 from client.sources.records import DataReport
 from server.strategy import local_epochs_for, objective_for, objective_progress
 from shared_model.config import ModelConfig
+from shared_model.kept_state import InMemory
 from shared_model.model import M3FM, build_model
 from shared_model.objectives import TrainConfig
 
@@ -36,20 +37,22 @@ def load_site_examples(manifests: list[Path], image_size: int) -> Examples:
 
 
 def replay_schedule(model: M3FM, examples: Examples, *, rounds: int, schedule: str, local_epochs: int,
-                    lm_local_epochs: int = 0, train: TrainConfig, seed: int, device: torch.device, objectives: tuple[str, ...] = OBJECTIVES,
+                    lm_local_epochs: int = 0, train: TrainConfig, seed: int, device: torch.device,
+                    objectives: tuple[str, ...] = OBJECTIVES, keep_optimizer: bool = True,
                     on_round: Callable[[int, str, float], None] | None = None) -> float:
     """Train ``model`` on ``examples`` round by round exactly as one federated site would; returns seconds.
 
     ``objectives`` skips the other objective's rounds (AUC depends on the contrastive rounds only).
     """
     started = time.perf_counter()
+    memory = InMemory() if keep_optimizer else None
     for r in range(1, rounds + 1):
         objective = objective_for(r, schedule)
         if objective not in objectives:
             continue
         loss, _ = local_update(model, examples, objective, train=train, epochs=local_epochs_for(objective, local_epochs, lm_local_epochs),
                                seed=seed * 100_003 + r * 101, device=device,
-                               progress=objective_progress(r, schedule, rounds))
+                               progress=objective_progress(r, schedule, rounds), memory=memory)
         if on_round:
             on_round(r, objective, loss)
     return time.perf_counter() - started

@@ -81,7 +81,8 @@ def _sim(args: argparse.Namespace) -> int:
                             partition=args.partition, languages=tuple(args.languages), seed=args.seed,
                             local_epochs=args.local_epochs,
                             lm_local_epochs=args.lm_local_epochs, text_only_sites=args.text_only_sites,
-                            batch_size=args.batch_size, lm_batch_size=args.lm_batch_size, drop_sites=args.drop_sites, strategy=args.strategy, schedule=args.schedule,
+                            batch_size=args.batch_size, lm_batch_size=args.lm_batch_size,
+                            keep_optimizer=not args.fresh_optimizer, drop_sites=args.drop_sites, strategy=args.strategy, schedule=args.schedule,
                             proximal_mu=args.proximal_mu, server_lr=args.server_lr,
                             min_live_sites=args.min_live_sites or 1, client_eval_every=args.client_eval_every,
                             compare=not args.no_compare, dp=args.dp, secagg=args.secagg,
@@ -169,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=sim_defaults.batch_size)
     p.add_argument("--lm-batch-size", type=int, default=sim_defaults.lm_batch_size,
                    help="batch size of report-generation updates")
+    p.add_argument("--fresh-optimizer", action="store_true",
+                   help="a fresh AdamW at every site every round (default: each site keeps its own across rounds)")
     p.add_argument("--schedule", default=sim_defaults.schedule,
                    help="alternate, staged:K (K contrastive rounds, then report generation), contrastive, "
                         "report-generation")

@@ -58,6 +58,9 @@ class SimConfig:
     # (BENCHMARKS.md, LM replay).
     lm_lr: float = 3e-3
     lm_batch_size: int = 16
+    # Each site keeps its AdamW state across its rounds (the baselines do the same); False: a
+    # fresh optimiser every round (BENCHMARKS.md compares the two).
+    keep_optimizer: bool = True
     min_live_sites: int = 1
     client_eval_every: int = 0
     # Ray runs floor(cores / cpus_per_site) sites at once. All cores to one site at a time keeps a
@@ -111,7 +114,7 @@ def run_config_of(cfg: SimConfig, out: Path, *, resume: bool) -> dict:
             "min-sites": cfg.sites, "local-epochs": cfg.local_epochs,
             "lm-local-epochs": cfg.lm_local_epochs, "schedule": cfg.schedule,
             "preset": cfg.preset, "seed": cfg.seed, "batch-size": cfg.batch_size, "resume": resume,
-            "lm-batch-size": cfg.lm_batch_size,
+            "lm-batch-size": cfg.lm_batch_size, "keep-optimizer": cfg.keep_optimizer,
             "strategy": cfg.strategy, "proximal-mu": cfg.proximal_mu, "server-lr": cfg.server_lr, "lr": cfg.lr,
             "lm-lr": cfg.lm_lr, "min-live-sites": cfg.min_live_sites, "client-eval-every": cfg.client_eval_every,
             "progress-file": str(out / PROGRESS), "secagg": cfg.secagg,
@@ -174,7 +177,8 @@ def _baselines(cfg: SimConfig, out: Path, specs: list[dict], on_event) -> dict:
     train = TrainConfig(batch_size=cfg.batch_size, lr=cfg.lr, lm_lr=cfg.lm_lr, lm_batch_size=cfg.lm_batch_size)
     return run_baselines(run_dir=out, sites=specs, model_cfg=model_cfg, evaluation=evaluation, device=device,
                          init_seed=cfg.seed, on_event=on_event, rounds=cfg.rounds, schedule=cfg.schedule,
-                         local_epochs=cfg.local_epochs, lm_local_epochs=cfg.lm_local_epochs, train=train, seed=cfg.seed)
+                         local_epochs=cfg.local_epochs, lm_local_epochs=cfg.lm_local_epochs, train=train, seed=cfg.seed,
+                         keep_optimizer=cfg.keep_optimizer)
 
 
 def resume_config(run_dir: str | Path) -> SimConfig:
@@ -184,6 +188,9 @@ def resume_config(run_dir: str | Path) -> SimConfig:
         raise DataError(path, "not found: not an m3fed sim run directory")
     data = json.loads(path.read_text(encoding="utf-8"))
     data["languages"] = tuple(data["languages"])
+    # Settings a run written by an earlier version does not record: what that version did.
+    data.setdefault("lm_batch_size", data.get("batch_size", SimConfig.batch_size))
+    data.setdefault("keep_optimizer", False)
     known = {f.name for f in dataclasses.fields(SimConfig)}
     return SimConfig(**{k: v for k, v in data.items() if k in known})
 

@@ -32,6 +32,7 @@ def test_valid_config_resolves_paths_and_node_config(tmp_path):
     cfg = load_site_config(_write(tmp_path, privacy_policy="privacy.yaml"))
     assert cfg.data == tmp_path / "data" and cfg.ledger == tmp_path / "state" / "ledger.jsonl"
     assert cfg.node_config() == {"site-name": "hospital-a", "data-path": str(tmp_path / "data"),
+                                 "state-dir": str(tmp_path / "state"),
                                  "privacy-policy": str(tmp_path / "privacy.yaml"),
                                  "privacy-ledger": str(tmp_path / "state" / "ledger.jsonl")}
     cmd = supernode_command(cfg)

@@ -9,6 +9,7 @@ from client.sources.records import Record
 from privacy.dp import PoissonBatches, planned_steps, private_module, private_update, privacy_units
 from privacy.dp_losses import finding_phrases
 from shared_model.config import get_preset
+from shared_model.kept_state import RoundFiles
 from shared_model.model import build_model
 from shared_model.objectives import ProgressLR, TrainConfig, add_proximal_term
 
@@ -224,3 +225,12 @@ def test_dp_round_follows_the_run_wide_learning_rate_schedule(model):
         expected.step()
     assert len(seen) == result.steps and seen == pytest.approx(want)
     assert seen[0] > seen[-1] and max(seen) < TRAIN.lm_lr
+
+
+def test_dp_round_keeps_the_sites_optimiser_state_for_its_next_round(model, tmp_path):
+    # Execute: two DP rounds of the same objective at one site.
+    first = run(model, "report-generation", memory=RoundFiles(tmp_path, 1))
+    second = run(model, "report-generation", memory=RoundFiles(tmp_path, 2))
+    # Assert: round 2's AdamW went on from round 1's noised steps (its step count is the sum).
+    state = RoundFiles(tmp_path, 3).load("report-generation")
+    assert {p["step"].item() for p in state["state"].values()} == {first.steps + second.steps}
