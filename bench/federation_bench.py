@@ -121,8 +121,10 @@ def federated_vs_pooled(data: Path, out: Path, rounds: int) -> dict:
     torch.manual_seed(cfg.seed)
     model = build_model(get_preset(cfg.preset))
     pooled_s = replay_schedule(model, pooled, rounds=cfg.rounds, schedule=cfg.schedule, local_epochs=cfg.local_epochs,
-                               train=TrainConfig(batch_size=cfg.batch_size), seed=cfg.seed,
-                               device=torch.device("cpu"))
+                               lm_local_epochs=cfg.lm_local_epochs, keep_optimizer=cfg.keep_optimizer,
+                               train=TrainConfig(batch_size=cfg.batch_size, lr=cfg.lr, lm_lr=cfg.lm_lr,
+                                                 lm_batch_size=cfg.lm_batch_size),
+                               seed=cfg.seed, device=torch.device("cpu"))
     report["pooled"] = {"train_s": pooled_s, "objectives": [objective_for(r, cfg.schedule)
                                                              for r in range(1, cfg.rounds + 1)]}
     report["ratio_federated_over_pooled"] = {"whole_job": fed_total / pooled_s, "rounds_only": fed_rounds / pooled_s}
