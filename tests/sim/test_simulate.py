@@ -1,0 +1,18 @@
+"""``m3fed sim --resume``: the configuration comes back from the run directory (sim/simulate.py)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from sim.simulate import SimConfig, resume_config
+
+
+def test_resume_reads_back_the_configuration_and_fills_what_an_earlier_version_did(tmp_path):
+    cfg = SimConfig(data="data", out=str(tmp_path), batch_size=24, keep_optimizer=True)
+    (tmp_path / "sim-config.json").write_text(json.dumps(dataclasses.asdict(cfg)))
+    assert resume_config(tmp_path) == cfg
+    # A run written before report batches and kept optimiser state existed continues as it started.
+    older = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("lm_batch_size", "keep_optimizer")}
+    (tmp_path / "sim-config.json").write_text(json.dumps(older))
+    resumed = resume_config(tmp_path)
+    assert resumed.lm_batch_size == 24 and resumed.keep_optimizer is False
