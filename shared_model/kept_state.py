@@ -83,8 +83,12 @@ def restore(optimizer: torch.optim.Optimizer, memory: OptimizerMemory | None, ob
     if state is None:
         return
     fresh = optimizer.state_dict()
-    if len(state["param_groups"]) != len(fresh["param_groups"]) or any(
-            len(a["params"]) != len(b["params"]) for a, b in zip(state["param_groups"], fresh["param_groups"])):
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    indices = [i for group in fresh["param_groups"] for i in group["params"]]
+    kept = [i for group in state["param_groups"] for i in group["params"]]
+    # torch checks only the counts; a moment of another shape would fail later, mid-round.
+    if kept != indices or any(state["state"][i]["exp_avg"].shape != p.shape
+                              for i, p in zip(indices, params) if i in state["state"]):
         raise ValueError(f"kept {objective} optimiser state does not match the model's parameters")
     optimizer.load_state_dict({"state": state["state"], "param_groups": fresh["param_groups"]})
 

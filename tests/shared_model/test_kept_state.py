@@ -1,6 +1,7 @@
 """Kept optimiser state on disk (shared_model/kept_state.py): a re-run round reads what it read the first time."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from shared_model.kept_state import InMemory, RoundFiles, keep, restore
@@ -34,3 +35,10 @@ def test_restore_keeps_the_moments_and_this_rounds_learning_rate():
     for old, new in zip(trained.state_dict()["state"].values(), fresh.state_dict()["state"].values()):
         assert torch.equal(old["exp_avg"], new["exp_avg"]) and old["step"] == new["step"]
     restore(fresh, None, "contrastive")  # no memory: nothing to restore, no error
+
+
+def test_state_of_other_shapes_is_refused_before_training():
+    memory = InMemory()
+    keep(_optimizer(lr=0.5), memory, "contrastive")  # Linear(3, 2): same number of tensors as Linear(2, 3)
+    with pytest.raises(ValueError, match="does not match"):
+        restore(torch.optim.AdamW(torch.nn.Linear(2, 3).parameters(), lr=1e-3), memory, "contrastive")
