@@ -41,11 +41,12 @@ public texts: CLIP's temperature, used detached by the DP loss; the LM encoder's
 embeddings), and the ViT's ``cls_token`` and ``pos_embed``: a module that owns parameters
 directly and also has children sends Opacus to its functorch fallback for the whole subtree,
 i.e. the ViT's whole forward under vmap, where CPU attention has no batching rule (a loop per
-example, ~6x the plain step). In contrastive rounds also the text encoder's token-embedding
-table (vocabulary × width, ~40 % of CLIP's parameters): Opacus materialises a dense
-batch × vocabulary × width per-sample gradient for it every step (0.89 → 0.54 s/step measured),
-and every frozen coordinate is one the DP noise no longer lands on. They keep the global model's
-values. The decoder's table stays trainable: it is tied to the output layer. FedProx's proximal gradient is added by the inner optimizer, after clipping and
+example, ~6x the plain step). Also every vocabulary-sized token-embedding table
+(vocabulary × width): the text encoder's in contrastive rounds (~40 % of CLIP's parameters) and
+the decoder's in report-generation rounds (~37 % of the LM's; it is tied to the output layer,
+whose bias still trains). Opacus materialises a dense batch × vocabulary × width per-sample
+gradient for such a table every step (contrastive: 0.89 → 0.54 s/step measured), and every frozen
+coordinate is one the DP noise no longer lands on. They keep the global model's values. FedProx's proximal gradient is added by the inner optimizer, after clipping and
 noise (it depends on no data). Not covered by ε: the returned loss (computed on private data,
 filler rows included), ``examples`` and ``units`` (N_k); see privacy.md §5.
 """
@@ -125,10 +126,15 @@ def privacy_units(examples: Examples, objective: str, *, unit: str) -> list[list
 
 def sum_rows_by_unit(optimizer: DPOptimizer, row_units: torch.Tensor, n_units: int) -> None:
     """Replace each ``p.grad_sample`` (one row per record) by one row per unit; filler rows (-1) drop out."""
+    # One record per unit, in order, fillers last (record level): the first rows already are the units.
+    identity = bool((row_units[:n_units] == torch.arange(n_units)).all() and (row_units[n_units:] < 0).all())
     for p in optimizer.params:
         rows = optimizer._get_flat_grad_sample(p)
         if rows.shape[0] != row_units.shape[0]:  # a layer whose batch dim is not the record axis
             raise RuntimeError(f"per-sample gradient has {rows.shape[0]} rows for {row_units.shape[0]} records")
+        if identity:
+            p.grad_sample = rows[:n_units]
+            continue
         index = row_units.to(rows.device)
         keep = index >= 0
         summed = rows.new_zeros((n_units, *rows.shape[1:]))
@@ -264,9 +270,9 @@ def objective_parameters(model: M3FM, objective: str, *, public_texts: list[str]
                                    device=device).mean()
     grads = torch.autograd.grad(loss, params, allow_unused=True)
     fallback = {id(p) for p in _subtree_owned(module)}
-    if objective == "contrastive":  # the text encoder's vocabulary table: see the module docstring
-        fallback |= {id(m.weight) for m in module.modules()
-                     if isinstance(m, torch.nn.Embedding) and m.num_embeddings == model.tokenizer.vocab_size}
+    # Vocabulary tables (the text encoder's; the decoder's, tied to its output layer): see the module docstring.
+    fallback |= {id(m.weight) for m in module.modules()
+                 if isinstance(m, torch.nn.Embedding) and m.num_embeddings == model.tokenizer.vocab_size}
     frozen = [p for p, g in zip(params, grads) if g is None or id(p) in fallback]
     for p in frozen:
         p.requires_grad_(False)

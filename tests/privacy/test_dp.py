@@ -99,6 +99,22 @@ def test_contrastive_dp_round_keeps_the_fallback_and_vocabulary_parameters(model
     assert not torch.equal(before["clip.visual.blocks.0.norm1.weight"], after["clip.visual.blocks.0.norm1.weight"])
 
 
+def test_report_generation_dp_round_keeps_the_tied_vocabulary_table_and_trains_its_bias(model):
+    # Prepare: the decoder's token table is also its output layer's weight (tied); under DP it keeps
+    # the global values, the output layer's bias and the decoder's layers train.
+    table = "lm.seq2seq.decoder.bert.embeddings.word_embeddings.weight"
+    bias, layer = "lm.seq2seq.decoder.cls.predictions.bias", "lm.seq2seq.decoder.bert.encoder.layer.0.output.dense.weight"
+    assert model.lm.seq2seq.decoder.cls.predictions.decoder.weight is model.lm.seq2seq.decoder.bert.embeddings.word_embeddings.weight
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    # Execute
+    run(model, "report-generation")
+    # Assert
+    after = model.state_dict()
+    assert torch.equal(before[table], after[table])
+    assert not torch.equal(before[bias], after[bias]) and not torch.equal(before[layer], after[layer])
+    assert model.lm.seq2seq.decoder.cls.predictions.decoder.weight is model.lm.seq2seq.decoder.bert.embeddings.word_embeddings.weight
+
+
 def test_a_site_dying_mid_round_leaves_a_plain_model(model):
     # Prepare
     keys = list(model.state_dict())
