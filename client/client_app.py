@@ -20,7 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from client.progress import report_progress  # noqa: E402
 from client.secagg import is_secure, secure_train  # noqa: E402
 from server.strategy import local_epochs_for, objective_progress  # noqa: E402
-from shared_model.config import TRAINED_PREFIX, get_preset  # noqa: E402
+from shared_model.config import get_preset, trained_keys  # noqa: E402
 from sim.standalone import standalone_run_dir  # noqa: E402
 
 # torch, timm and transformers are imported inside the handlers: a SuperNode starts a new
@@ -136,8 +136,8 @@ def train_content(content: RecordDict, context: Context, index: int) -> RecordDi
             reason = str(exc).removeprefix("privacy budget exhausted: ")
             return _refusal(index, f"budget exhausted: {reason}", epsilon=privacy.ledger.epsilon(), site=_site_record(context))
     # Only what this objective trained goes back (the other half did not change): fewer bytes up.
-    trained = TRAINED_PREFIX[objective] if n else "-"
-    arrays = ArrayRecord({k: v for k, v in model.cpu().state_dict().items() if k.startswith(trained)})
+    state = model.cpu().state_dict()
+    arrays = ArrayRecord({k: state[k] for k in trained_keys(state, objective)} if n else {})
     seconds = time.perf_counter() - started
     report_progress(str(rc.get("progress-file", "")), event="site", round=global_round, site=index,
                     objective=objective, loss=loss if n else None, examples=n, seconds=seconds)

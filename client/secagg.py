@@ -22,7 +22,7 @@ from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 from flwr.compat.common.recorddict_compat import fitres_to_recorddict, recorddict_to_fitins
 
-from shared_model.config import TRAINED_PREFIX
+from shared_model.config import trained_keys
 
 # Keys the server adds to the legacy FitIns config (see server/secagg.py).
 KEYS, MAX_WEIGHT, CLIPPING_RANGE = "secagg-keys", "secagg-max-weight", "secagg-clipping-range"
@@ -57,7 +57,7 @@ def _fit(msg: Message, train_content: Callable[[RecordDict], RecordDict]) -> Mes
         metrics["site-name"] = str(reply["site"]["name"])
     n = int(metrics["num-examples"])
     trained = {k: v.numpy() for k, v in reply["arrays"].items()}
-    half = [k for k in keys if k.startswith(TRAINED_PREFIX[str(config["objective"])])]
+    half = trained_keys(keys, str(config["objective"]))
     # 0-d values (CLIP's temperature) go as shape (1,): Flower's SecAgg+ arithmetic mishandles scalars.
     update = [np.atleast_1d(np.asarray(trained[k] - start[k], dtype=np.float64) if n else np.zeros(start[k].shape))
               for k in half]

@@ -35,7 +35,7 @@ from flwr.serverapp import Grid
 
 from client.secagg import CLIPPING_RANGE, KEYS, MAX_WEIGHT
 from server.grid import DelegatingGrid
-from shared_model.config import TRAINED_PREFIX
+from shared_model.config import trained_keys
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,7 +151,7 @@ class SecureGrid(DelegatingGrid):
         arrays: ArrayRecord = messages[0].content["arrays"]
         config = dict(messages[0].content["config"])
         keys = list(arrays.keys())
-        half = [k for k in keys if k.startswith(TRAINED_PREFIX[str(config["objective"])])]
+        half = trained_keys(keys, str(config["objective"]))
         max_weight = self.cfg.max_weight or self.largest
         if max_weight <= 0:
             raise ValueError("secagg-max-weight is 0 and no site's example count is known yet: set "

@@ -32,7 +32,7 @@ from flwr.supercore.privacy_accounting import (GaussianPrivacyEvent, Neighboring
 from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
 from server.strategy import objective_for
-from shared_model.config import TRAINED_PREFIX
+from shared_model.config import fill_aliases, trained_keys
 
 WEIGHT_KEY = "site-weight"  # the equal weight each reply gets (Flower's FedAvg weights by a metric)
 
@@ -136,8 +136,7 @@ class SiteLevelDP(Strategy):
         if self.strategy.round_log.get(global_round, {}).get("stopped"):
             return None, None  # stopped before sending (budget): keep that reason
         replies = list(replies)
-        half = [k for k in self._global.keys()
-                if k.startswith(TRAINED_PREFIX[objective_for(global_round, self.strategy.schedule)])]
+        half = trained_keys(self._global.keys(), objective_for(global_round, self.strategy.schedule))
         start = [self._global[k].numpy() for k in half]
         answered = [r for r in replies if not r.has_error()]
         useful = [r for r in answered if int(r.content["metrics"]["num-examples"])]
@@ -182,6 +181,7 @@ class SiteLevelDP(Strategy):
                 add_gaussian_noise_inplace(values, std)
                 value = values[0].astype(value.dtype)
             noisy[key] = Array(np.ascontiguousarray(value))
+        fill_aliases(noisy)  # the noised tied table, under both its names
         return noisy
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid

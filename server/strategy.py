@@ -15,6 +15,8 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx
 
+from shared_model.config import fill_aliases
+
 SCHEDULES = ("alternate", "contrastive", "report-generation", "staged:K")
 STRATEGIES = {"fedavg": FedAvg, "fedprox": FedProx, "fedadam": FedAdam}
 
@@ -132,10 +134,11 @@ class ObjectiveRounds:
         return super().aggregate_train(global_round, useful) if useful else (None, None)
 
     def _complete(self, arrays: ArrayRecord) -> None:
-        """Sites send back only the half of the model their objective trained; the rest is the global copy."""
+        """Sites send back only what their objective trained (each tied tensor once); the rest is the global copy."""
         for key in self._global:
             if key not in arrays:
                 arrays[key] = self._global[key]
+        fill_aliases(arrays)
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
                            ) -> Iterable[Message]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 
 
@@ -94,3 +95,24 @@ def get_preset(name: str) -> ModelConfig:
 # The half of the model each objective trains (state-dict key prefix): what a site sends back.
 # Here, not in model.py, so SecAgg+ protocol stages can use it without importing torch.
 TRAINED_PREFIX = {"contrastive": "clip.", "report-generation": "lm."}
+# One tensor under two keys (the decoder's token table is its output layer's weight; BERT's LM-head
+# bias is the output layer's bias): sent and aggregated once, under the second name of each pair.
+ALIASES = {
+    "lm.seq2seq.decoder.cls.predictions.decoder.weight": "lm.seq2seq.decoder.bert.embeddings.word_embeddings.weight",
+    "lm.seq2seq.decoder.cls.predictions.decoder.bias": "lm.seq2seq.decoder.cls.predictions.bias",
+}
+# No update changes it: the LM's encoder reads the prefix embeddings, never token ids.
+UNTRAINED = frozenset({"lm.seq2seq.encoder.embeddings.word_embeddings.weight"})
+
+
+def trained_keys(keys: Iterable[str], objective: str) -> list[str]:
+    """The state-dict keys a site's update of ``objective`` can change, each tensor once: what it sends back."""
+    prefix = TRAINED_PREFIX[objective]
+    return [k for k in keys if k.startswith(prefix) and k not in ALIASES and k not in UNTRAINED]
+
+
+def fill_aliases(arrays: MutableMapping) -> None:
+    """Give each alias key its tensor's value, after aggregation or noise changed the key that was sent."""
+    for alias, key in ALIASES.items():
+        if key in arrays:
+            arrays[alias] = arrays[key]

@@ -10,8 +10,6 @@ from shared_model.config import ModelConfig
 from shared_model.lm import MultiMedLM
 from shared_model.tokenizer import SharedTokenizer, load_tokenizer
 
-from shared_model.config import TRAINED_PREFIX  # noqa: E402,F401  (re-exported)
-
 
 class M3FM(nn.Module):
     def __init__(self, cfg: ModelConfig, tokenizer: SharedTokenizer, *, vit_weights: str | Path | None = None

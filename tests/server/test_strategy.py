@@ -48,3 +48,14 @@ def straight_moments(start, trained):
     for r in (1, 2):
         _round(two, r, start, trained)
     return two.m_t, two.v_t
+
+
+def test_a_tied_tensor_sent_once_is_aggregated_under_both_its_names():
+    from shared_model.config import ALIASES
+    alias, key = next(iter(ALIASES.items()))
+    strategy = make_strategy("fedavg", options={}, schedule="report-generation", site_names=[], round_offset=0,
+                             total_rounds=1, fraction_train=1.0, min_train_nodes=1, min_available_nodes=1)
+    start = {key: np.zeros(3, np.float32), alias: np.zeros(3, np.float32), "clip.w": np.zeros(2, np.float32)}
+    got = _round(strategy, 1, start, {key: np.ones(3, np.float32)})
+    assert np.array_equal(got[key], np.ones(3)) and np.array_equal(got[alias], np.ones(3))
+    assert np.array_equal(got["clip.w"], np.zeros(2))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from shared_model.config import get_preset
+from shared_model.config import ALIASES, UNTRAINED, fill_aliases, get_preset, trained_keys
 from shared_model.lm import project_onto_bank
 from shared_model.model import build_model
 from shared_model.objectives import contrastive_loss, lm_per_example_loss
@@ -73,3 +73,30 @@ def test_image_tower_loads_local_timm_weights(tmp_path):
     model = build_model(cfg, vit_weights=path)
     assert torch.equal(model.clip.visual.blocks[0].attn.qkv.weight, source.blocks[0].attn.qkv.weight)
     assert model.clip.visual.patch_embed.proj.weight.shape[1] == 1
+
+
+def test_what_a_site_sends_back_rebuilds_every_tensor_its_objective_trains():
+    # Prepare: one report-generation step (plain) changes the LM; the aliases are the model's own ties.
+    model = _model().train()
+    state = model.state_dict(keep_vars=True)
+    assert all(state[alias] is state[key] for alias, key in ALIASES.items())
+    before = {k: v.detach().clone() for k, v in state.items()}
+    loss = lm_per_example_loss(model, ["No pleural effusion.", "心影增大。"], ["en", "zh"], noise_std=0.0,
+                               device=torch.device("cpu")).mean()
+    loss.backward()
+    # The encoder reads the prefix embeddings only: its token table gets no gradient.
+    assert all(state[k].grad is None for k in UNTRAINED)
+    with torch.no_grad():
+        for p in model.lm.parameters():
+            if p.grad is not None:
+                p.add_(1.0)
+    # Execute: send the trained keys, complete with the old global values, fill the aliases.
+    after = model.state_dict()
+    sent = {k: after[k] for k in trained_keys(after, "report-generation")}
+    rebuilt = {k: sent.get(k, before[k]) for k in before}
+    fill_aliases(rebuilt)
+    # Assert: the global rebuilt from what was sent is the trained model, with fewer values sent.
+    assert all(torch.equal(rebuilt[k], after[k]) for k in after)
+    assert not any(k.startswith("clip.") for k in sent)
+    lm_values = sum(v.numel() for k, v in after.items() if k.startswith("lm."))
+    assert sum(v.numel() for v in sent.values()) < 0.55 * lm_values
