@@ -159,6 +159,8 @@ class SiteLevelDP(Strategy):
     def _clip_and_scale(self, reply: Message, half: list[str], start: list[np.ndarray], *, share: float) -> float:
         """reply := global + clip(update)·R/K, so FedAvg's mean over R replies is global + Σclip/K."""
         record = reply.content["arrays"]
+        for key in [k for k in record.keys() if k not in half]:  # only the clipped part may reach the mean
+            del record[key]
         values = [record[k].numpy().astype(np.float64) if k in record else s.astype(np.float64)
                   for k, s in zip(half, start)]
         norm = float(np.sqrt(sum(float(np.sum((v - s) ** 2)) for v, s in zip(values, start))))

@@ -30,8 +30,9 @@ def _dp(noise: float = 1.0, clip: float = 1.0, **kw) -> SiteLevelDP:
 
 
 def _round(strategy: SiteLevelDP, updates: dict[int, np.ndarray | None], server_round: int = 1,
-           examples: dict[int, int] | None = None) -> dict[str, np.ndarray]:
-    """``updates``: node -> update of clip.w (None: the site has nothing to train)."""
+           examples: dict[int, int] | None = None, extra: dict[str, np.ndarray] | None = None
+           ) -> dict[str, np.ndarray]:
+    """``updates``: node -> update of clip.w (None: the site has nothing to train); ``extra``: more arrays each sends."""
     arrays = ArrayRecord({k: Array(v) for k, v in START.items()})
     messages = strategy.configure_train(server_round, arrays, ConfigRecord({}), _Grid())
     replies = []
@@ -42,6 +43,7 @@ def _round(strategy: SiteLevelDP, updates: dict[int, np.ndarray | None], server_
         update = updates[node]
         trained = {} if update is None else {"clip.w": Array(START["clip.w"] + update),
                                              "clip.pos": Array(START["clip.pos"])}
+        trained.update({k: Array(v) for k, v in (extra or {}).items()} if update is not None else {})
         n = 0 if update is None else (examples or {}).get(node, 10)
         replies.append(Message(RecordDict({
             "arrays": ArrayRecord(trained),
@@ -131,3 +133,9 @@ def test_a_round_without_any_update_spends_nothing():
 def test_bad_settings_are_refused_with_the_flag_named(kwargs, strategy, secagg, words):
     with pytest.raises(ValueError, match=words.replace("+", r"\+")):
         SiteDPConfig(**kwargs).check_compatible(strategy=strategy, secagg=secagg)
+
+
+def test_arrays_outside_what_the_round_trains_never_reach_the_aggregate_unclipped():
+    # A reply that also carries the other objective's half (a buggy or hostile site) moves nothing there.
+    out = _round(_dp(noise=1e-9, clip=1.0), {11: _direction(0.1, 4)}, extra={"lm.w": np.full(5, 1e6, np.float32)})
+    assert np.array_equal(out["lm.w"], START["lm.w"])
