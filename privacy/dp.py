@@ -46,8 +46,10 @@ example, ~6x the plain step). Also every vocabulary-sized token-embedding table
 the decoder's in report-generation rounds (~37 % of the LM's; it is tied to the output layer,
 whose bias still trains). Opacus materialises a dense batch × vocabulary × width per-sample
 gradient for such a table every step (contrastive: 0.89 → 0.54 s/step measured), and every frozen
-coordinate is one the DP noise no longer lands on. They keep the global model's values. FedProx's proximal gradient is added by the inner optimizer, after clipping and
-noise (it depends on no data). Not covered by ε: the returned loss (computed on private data,
+coordinate is one the DP noise no longer lands on. They keep the global model's values.
+
+FedProx's proximal gradient is added by the inner optimizer, after clipping and noise (it
+depends on no data). Not covered by ε: the returned loss (computed on private data,
 filler rows included), ``examples`` and ``units`` (N_k); see privacy.md §5.
 """
 from __future__ import annotations

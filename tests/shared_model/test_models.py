@@ -80,6 +80,9 @@ def test_what_a_site_sends_back_rebuilds_every_tensor_its_objective_trains():
     model = _model().train()
     state = model.state_dict(keep_vars=True)
     assert all(state[alias] is state[key] for alias, key in ALIASES.items())
+    first = {}  # every tie in the model is listed, under its first name
+    ties = {k: first.setdefault(id(v), k) for k, v in state.items() if first.setdefault(id(v), k) != k}
+    assert ties == ALIASES
     before = {k: v.detach().clone() for k, v in state.items()}
     loss = lm_per_example_loss(model, ["No pleural effusion.", "心影增大。"], ["en", "zh"], noise_std=0.0,
                                device=torch.device("cpu")).mean()
