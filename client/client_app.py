@@ -156,6 +156,26 @@ def _refusal(index: int, reason: str, *, epsilon: float, site: ConfigRecord) -> 
                        "site": site})
 
 
+@app.query()
+@_guarded
+def declare(msg: Message, context: Context, index: int) -> Message:
+    """The site's declaration (``client.site.declaration``), asked once before its first round.
+
+    Its data is decoded here, so a simulated site's first round does not pay for it, and a site
+    under a privacy policy states the ε it has spent so far (its ledger, replayed).
+    """
+    from client.site import declaration, site_examples
+    from client.site_privacy import site_privacy
+
+    examples = site_examples(data_path_of(context), get_preset(str(context.run_config["preset"])).image_size)
+    metrics: dict = {"site-index": index}
+    privacy = site_privacy(context, examples)
+    if privacy is not None:
+        metrics["epsilon"] = privacy.ledger.epsilon()
+    return Message(RecordDict({"declaration": ConfigRecord(declaration(examples)), "metrics": MetricRecord(metrics),
+                               "site": _site_record(context)}), reply_to=msg)
+
+
 @app.evaluate()
 @_guarded
 def evaluate(msg: Message, context: Context, index: int) -> Message:

@@ -35,6 +35,19 @@ def example_count(examples: Examples, objective: str) -> int:
     return len(examples.records)
 
 
+def declaration(examples: Examples) -> dict:
+    """What a site tells the server before its first round: what it can train and in which languages.
+
+    No counts and no records: the server learns only which objectives to send (a text-only site
+    gets no contrastive rounds, so no model download it would not use) and what to report per language.
+    """
+    has_image = examples.image_index >= 0
+    return {"languages": sorted({r.language for r in examples.records}),
+            "modalities": sorted({r.modality for r, i in zip(examples.records, has_image.tolist()) if i}),
+            "images": bool(has_image.any()),
+            "objectives": [o for o in OBJECTIVES if example_count(examples, o) >= 2]}
+
+
 def local_update(model: M3FM, examples: Examples, objective: str, *, train: TrainConfig, epochs: int,
                  seed: int, device: torch.device, on_step=None, proximal_mu: float = 0.0,
                  progress: tuple[float, float] | None = None, memory: OptimizerMemory | None = None

@@ -19,6 +19,7 @@ from flwr.serverapp import Grid, ServerApp
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from client.progress import report_progress  # noqa: E402
+from server.declarations import SiteDeclarations  # noqa: E402
 from server.evaluation import ServerEvaluation, federated_metrics  # noqa: E402
 from server.grid import PromptGrid  # noqa: E402
 from server.results import write_results  # noqa: E402
@@ -79,6 +80,7 @@ def main(grid: Grid, context: Context) -> None:
                              schedule=str(rc["schedule"]), site_names=sites, round_offset=done,
                              min_live_sites=int(rc.get("min-live-sites", 1)), total_rounds=total,
                              client_eval_every=int(rc.get("client-eval-every", 0)),
+                             declarations=SiteDeclarations(timeout=float(rc["round-timeout"])),
                              fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=int(rc["min-sites"]),
                              min_evaluate_nodes=int(rc["min-sites"]), min_available_nodes=int(rc["min-sites"]),
                              **({"weighted_by_key": WEIGHT_KEY} if site_dp.on else {}))
@@ -131,8 +133,9 @@ def main(grid: Grid, context: Context) -> None:
         last.update(evaluation(model, device, reports=True))
     write_results(run_dir, mode="federated", config=dict(rc), final=last, rounds=rounds,
                   data_report=evaluation.data_report if evaluation else {},
-                  seconds={"total": time.perf_counter() - started},
+                  seconds={"total": time.perf_counter() - started, "declarations": strategy.declarations.seconds},
                   sites=sites or sorted(set(strategy.node_names.values())), initial=initial,
+                  declarations=strategy.declarations.by_site(),
                   **({"stopped": stopped} if stopped else {}))
 
 

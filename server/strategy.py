@@ -1,8 +1,8 @@
 """Flower's own strategies (FedAvg, FedProx, FedAdam), told which objective each round trains.
 
 ``ObjectiveRounds`` is mixed in front of the chosen Flower strategy: it names each round's
-objective, keeps a per-site round log (status, examples, loss, bytes, seconds), leaves out sites
-with no data for the objective, asks sites to evaluate locally on the configured rounds, and stops
+objective, keeps a per-site round log (status, examples, loss, bytes, seconds), sends a round only
+to the sites that declared its objective (``server.declarations``), asks sites to evaluate locally on the configured rounds, and stops
 the run when fewer than ``min_live_sites`` sites answer.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx
 
+from server.declarations import SiteDeclarations
 from shared_model.config import fill_aliases
 
 SCHEDULES = ("alternate", "contrastive", "report-generation", "staged:K")
@@ -63,7 +64,8 @@ class ObjectiveRounds:
     """Mixin over a Flower strategy; every Flower keyword argument passes through unchanged."""
 
     def __init__(self, *, schedule: str, site_names: list[str], round_offset: int = 0, min_live_sites: int = 1,
-                 total_rounds: int = 0, client_eval_every: int = 0, **flower_kwargs) -> None:
+                 total_rounds: int = 0, client_eval_every: int = 0,
+                 declarations: SiteDeclarations | None = None, **flower_kwargs) -> None:
         check_schedule(schedule)
         super().__init__(**flower_kwargs)
         # Flower numbers a resumed run's rounds from 1 again; the offset keeps global round numbers.
@@ -75,18 +77,31 @@ class ObjectiveRounds:
         self._bytes_down = 0
         self._global = ArrayRecord()
         self._sent: list[int] = []  # node ids asked to train this round
+        self._skipped: list[int] = []  # node ids not sent this round: they declared no data for it
+        self.declarations = declarations
+        self._epsilon: dict[str, float] = {}  # each site's last stated ε (a round it sits out keeps it)
         self.node_names: dict[int, str] = {}  # deployed sites name themselves in their replies
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
                         ) -> Iterable[Message]:
         global_round = server_round + self.round_offset
-        self._started[global_round] = time.perf_counter()
         self._bytes_down = arrays.count_bytes()
         self._global = arrays
-        config["objective"] = objective_for(global_round, self.schedule)
+        objective = objective_for(global_round, self.schedule)
+        config["objective"] = objective
         config["global-round"] = global_round
         messages = list(super().configure_train(server_round, arrays, config, grid))
+        self._skipped = []
+        if self.declarations is not None:
+            self.declarations.ask(grid, [m.metadata.dst_node_id for m in messages])
+            self.node_names.update(self.declarations.names)
+            for node, eps in self.declarations.epsilon.items():
+                self._epsilon.setdefault(self.node_names.get(node, f"node-{node}"), eps)
+            self._skipped = [m.metadata.dst_node_id for m in messages
+                             if not self.declarations.trains(m.metadata.dst_node_id, objective)]
+            messages = [m for m in messages if m.metadata.dst_node_id not in self._skipped]
         self._sent = [m.metadata.dst_node_id for m in messages]
+        self._started[global_round] = time.perf_counter()  # the declarations are not the round's time
         return messages
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
@@ -108,9 +123,15 @@ class ObjectiveRounds:
                            "loss": float(m["loss"]) if n and "loss" in m else None, "bytes_up": int(m["bytes-up"]),
                            "bytes_down": self._bytes_down, "seconds": float(m["seconds"]),
                            "epsilon": float(m["epsilon"]) if "epsilon" in m else None}
+            if "epsilon" in m:
+                self._epsilon[name] = float(m["epsilon"])
             if n:
                 self._complete(reply.content["arrays"])
                 useful.append(reply)
+        for node in self._skipped:  # alive, and said so: only this objective is not theirs
+            name = self.node_names.get(node, f"node-{node}")
+            sites[name] = {"status": "no data for this objective", "examples": 0, "bytes_up": 0, "bytes_down": 0,
+                           "seconds": None, "epsilon": self._epsilon.get(name)}
         # Simulated sites are known by name from the start; deployed ones by node until they first answer.
         silent = self.site_names or [self.node_names.get(node, f"node-{node}") for node in self._sent]
         for name in silent:

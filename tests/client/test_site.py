@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from client.site import example_count, local_update
+from client.site import declaration, example_count, local_update
 from shared_model.config import get_preset
 from shared_model.kept_state import RoundFiles
 from shared_model.model import build_model
@@ -65,3 +65,12 @@ class _Renamed:
 
     def save(self, objective: str, state: dict) -> None:
         self.files.save(objective, state)
+
+
+def test_a_site_declares_what_it_can_train_and_in_which_languages():
+    examples = site(patients=4)
+    assert declaration(examples) == {"languages": ["en"], "modalities": ["CXR"], "images": True,
+                                     "objectives": ["contrastive", "report-generation"]}
+    text_only = examples.subset(lambda r: r.image is None)
+    assert declaration(text_only) == {"languages": ["en"], "modalities": [], "images": False,
+                                      "objectives": ["report-generation"]}

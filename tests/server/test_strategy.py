@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message, MetricRecord, RecordDict
 
+from server.declarations import SiteDeclarations
 from server.strategy import make_strategy
 
 
@@ -59,3 +60,54 @@ def test_a_tied_tensor_sent_once_is_aggregated_under_both_its_names():
     got = _round(strategy, 1, start, {key: np.ones(3, np.float32)})
     assert np.array_equal(got[key], np.ones(3)) and np.array_equal(got[alias], np.ones(3))
     assert np.array_equal(got["clip.w"], np.zeros(2))
+
+
+class _DeclaringGrid:
+    """Answers the declaration query: node -> its objectives, or None for a site whose app fails."""
+
+    def __init__(self, declared: dict) -> None:
+        self.declared, self.queried = declared, []
+
+    def get_node_ids(self):
+        return list(self.declared)
+
+    def send_and_receive(self, messages, *, timeout=None):
+        replies = []
+        for m in messages:
+            node = m.metadata.dst_node_id
+            self.queried.append(node)
+            if self.declared[node] is None:
+                replies.append(Message(Error(code=0, reason="[site h13] data unreadable"), reply_to=m))
+                continue
+            replies.append(Message(RecordDict({
+                "declaration": ConfigRecord({"objectives": self.declared[node], "languages": ["zh"], "images": False}),
+                "metrics": MetricRecord({"site-index": -1, "epsilon": 0.5}),
+                "site": ConfigRecord({"name": f"h{node}"})}), reply_to=m))
+        return replies
+
+
+def test_a_round_goes_only_to_the_sites_that_declared_its_objective():
+    grid = _DeclaringGrid({11: ["contrastive", "report-generation"], 12: ["report-generation"], 13: None})
+    strategy = make_strategy("fedavg", options={}, schedule="contrastive", site_names=[], round_offset=0,
+                             total_rounds=2, fraction_train=1.0, min_train_nodes=1, min_available_nodes=3,
+                             declarations=SiteDeclarations(timeout=5))
+    arrays = ArrayRecord({"clip.w": Array(np.zeros(2, np.float32))})
+    sent = {m.metadata.dst_node_id: m for m in strategy.configure_train(1, arrays, ConfigRecord({}), grid)}
+    # 12 has no images; 13 could not answer, so it is sent the round and its reply will say why
+    assert sorted(sent) == [11, 13] and sorted(grid.queried) == [11, 12, 13]
+    reply = Message(RecordDict({"arrays": ArrayRecord({"clip.w": Array(np.ones(2, np.float32))}),
+                                "metrics": MetricRecord({"num-examples": 5, "site-index": -1, "bytes-up": 8,
+                                                         "seconds": 0.1, "loss": 1.0}),
+                                "site": ConfigRecord({"name": "h11"})}), reply_to=sent[11])
+    got, _ = strategy.aggregate_train(1, [reply])
+    assert np.array_equal(got["clip.w"].numpy(), np.ones(2))
+    sites = strategy.round_log[1]["sites"]
+    assert sites["h12"]["status"] == "no data for this objective"
+    assert sites["h12"]["bytes_down"] == 0 and sites["h12"]["epsilon"] == 0.5  # its ledger's ε, as declared
+    assert sites["h11"]["status"] == "ok" and sites["node-13"]["status"].startswith("no reply")
+    assert strategy.declarations.by_site() == {"h11": {"objectives": ["contrastive", "report-generation"],
+                                                       "languages": ["zh"], "images": False},
+                                               "h12": {"objectives": ["report-generation"], "languages": ["zh"],
+                                                       "images": False}}
+    strategy.configure_train(2, arrays, ConfigRecord({}), grid)
+    assert sorted(grid.queried) == [11, 12, 13]  # each node is asked once
