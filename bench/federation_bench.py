@@ -82,6 +82,8 @@ def main() -> None:
     parser.add_argument("--out", default="runs/bench")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3, help="alternating plain/SecAgg+ pairs (--parts secagg)")
+    parser.add_argument("--cpus-per-site", type=int, default=0,
+                        help="--parts secagg: Ray CPUs per virtual site (0: the simulator's default, all cores)")
     parser.add_argument("--parts", default="ratio,rss",
                         help="ratio (federated vs pooled), rss (10 vs 100 sites), secagg (10 sites with/without)")
     args = parser.parse_args()
@@ -96,10 +98,11 @@ def main() -> None:
     if "rss" in args.parts:
         report.update(rss_10_vs_100(data, out))
     if "secagg" in args.parts:
-        report.update(secagg_vs_plain(data, out, repeats=args.repeats))
+        report.update(secagg_vs_plain(data, out, repeats=args.repeats, cpus_per_site=args.cpus_per_site))
     text = json.dumps(report, indent=2)
     print(text)
-    (out / f"federation_bench_{args.parts.replace(',', '_')}.json").write_text(text + "\n")
+    suffix = f"_cpus{args.cpus_per_site}" if args.cpus_per_site and "secagg" in args.parts else ""
+    (out / f"federation_bench_{args.parts.replace(',', '_')}{suffix}.json").write_text(text + "\n")
 
 
 def federated_vs_pooled(data: Path, out: Path, rounds: int) -> dict:
@@ -146,15 +149,19 @@ def rss_10_vs_100(data: Path, out: Path) -> dict:
     return report
 
 
-def secagg_vs_plain(data: Path, out: Path, sites: int = 10, repeats: int = 1) -> dict:
-    """Plain and SecAgg+ runs alternate ``repeats`` times (one drifting load hits both alike); medians."""
-    report: dict = {"repeats": []}
+def secagg_vs_plain(data: Path, out: Path, sites: int = 10, repeats: int = 1, cpus_per_site: int = 0) -> dict:
+    """Plain and SecAgg+ runs alternate ``repeats`` times (one drifting load hits both alike); medians.
+
+    ``cpus_per_site``: 1 runs two sites at once on two cores (both runs alike); 0 keeps the default.
+    """
+    cores = {"cpus_per_site": cpus_per_site} if cpus_per_site else {}
+    report: dict = {"repeats": [], "cpus_per_site": cpus_per_site or SimConfig.cpus_per_site}
     for rep in range(repeats):
         pair: dict = {}
         for secagg in (False, True):
             cfg = SimConfig(data=str(data), out=str(out / f"secagg-{secagg}-{rep}"), sites=sites, rounds=2,
                             local_epochs=1, languages=("en", "zh"), text_only_sites=1, partition="iid",
-                            schedule="alternate", compare=False, secagg=secagg)
+                            schedule="alternate", compare=False, secagg=secagg, **cores)
             results = run_simulation(cfg)
             pair["secagg" if secagg else "plain"] = {
                 "round_s": [r["seconds"] for r in results["rounds"]],
