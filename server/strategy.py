@@ -2,8 +2,8 @@
 
 ``ObjectiveRounds`` is mixed in front of the chosen Flower strategy: it names each round's
 objective, keeps a per-site round log (status, examples, loss, bytes, seconds), sends a round only
-to the sites that declared its objective (``server.declarations``), asks sites to evaluate locally on the configured rounds, and stops
-the run when fewer than ``min_live_sites`` sites answer.
+to the sites that declared its objective (``server.declarations``), asks sites to evaluate
+locally on the configured rounds, and stops the run when fewer than ``min_live_sites`` sites answer.
 """
 from __future__ import annotations
 
