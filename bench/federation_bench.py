@@ -84,6 +84,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="alternating plain/SecAgg+ pairs (--parts secagg)")
     parser.add_argument("--cpus-per-site", type=int, default=0,
                         help="--parts secagg: Ray CPUs per virtual site (0: the simulator's default, all cores)")
+    parser.add_argument("--secagg-shares", type=float, default=1.0,
+                        help="--parts secagg: SecAgg+ num_shares, a count (>1) or a fraction of the sites")
     parser.add_argument("--parts", default="ratio,rss",
                         help="ratio (federated vs pooled), rss (10 vs 100 sites), secagg (10 sites with/without)")
     args = parser.parse_args()
@@ -98,10 +100,12 @@ def main() -> None:
     if "rss" in args.parts:
         report.update(rss_10_vs_100(data, out))
     if "secagg" in args.parts:
-        report.update(secagg_vs_plain(data, out, repeats=args.repeats, cpus_per_site=args.cpus_per_site))
+        report.update(secagg_vs_plain(data, out, repeats=args.repeats, cpus_per_site=args.cpus_per_site,
+                                      shares=args.secagg_shares))
     text = json.dumps(report, indent=2)
     print(text)
-    suffix = f"_cpus{args.cpus_per_site}" if args.cpus_per_site and "secagg" in args.parts else ""
+    suffix = ((f"_cpus{args.cpus_per_site}" if args.cpus_per_site else "")
+              + (f"_shares{args.secagg_shares:g}" if args.secagg_shares != 1.0 else "")) if "secagg" in args.parts else ""
     (out / f"federation_bench_{args.parts.replace(',', '_')}{suffix}.json").write_text(text + "\n")
 
 
@@ -149,19 +153,21 @@ def rss_10_vs_100(data: Path, out: Path) -> dict:
     return report
 
 
-def secagg_vs_plain(data: Path, out: Path, sites: int = 10, repeats: int = 1, cpus_per_site: int = 0) -> dict:
+def secagg_vs_plain(data: Path, out: Path, sites: int = 10, repeats: int = 1, cpus_per_site: int = 0,
+                    shares: float = 1.0) -> dict:
     """Plain and SecAgg+ runs alternate ``repeats`` times (one drifting load hits both alike); medians.
 
     ``cpus_per_site``: 1 runs two sites at once on two cores (both runs alike); 0 keeps the default.
     """
     cores = {"cpus_per_site": cpus_per_site} if cpus_per_site else {}
-    report: dict = {"repeats": [], "cpus_per_site": cpus_per_site or SimConfig.cpus_per_site}
+    report: dict = {"repeats": [], "cpus_per_site": cpus_per_site or SimConfig.cpus_per_site, "secagg_shares": shares}
     for rep in range(repeats):
         pair: dict = {}
         for secagg in (False, True):
             cfg = SimConfig(data=str(data), out=str(out / f"secagg-{secagg}-{rep}"), sites=sites, rounds=2,
                             local_epochs=1, languages=("en", "zh"), text_only_sites=1, partition="iid",
-                            schedule="alternate", compare=False, secagg=secagg, **cores)
+                            schedule="alternate", compare=False, secagg=secagg, secagg_shares=shares,
+                            **cores)
             results = run_simulation(cfg)
             pair["secagg" if secagg else "plain"] = {
                 "round_s": [r["seconds"] for r in results["rounds"]],

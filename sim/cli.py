@@ -87,6 +87,7 @@ def _sim(args: argparse.Namespace) -> int:
                             min_live_sites=args.min_live_sites or 1, client_eval_every=args.client_eval_every,
                             compare=not args.no_compare, dp=args.dp, secagg=args.secagg,
                             secagg_threshold=args.secagg_threshold, secagg_timeout=args.secagg_timeout,
+                            secagg_shares=args.secagg_shares,
                             site_dp=args.site_dp, site_dp_clip=args.site_dp_clip, site_dp_delta=args.site_dp_delta,
                             site_dp_max_epsilon=args.site_dp_max_epsilon)
         except ValueError as exc:
@@ -190,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Flower's SecAgg+ on the sites' updates: the server sees only their weighted sum")
     p.add_argument("--secagg-threshold", type=float, default=sim_defaults.secagg_threshold,
                    help="SecAgg+ reconstruction threshold: a count (>1) or a fraction of the shares")
+    p.add_argument("--secagg-shares", type=float, default=sim_defaults.secagg_shares,
+                   help="SecAgg+ num_shares: with how many sites each site shares its secrets, a count (>1) or "
+                        "a fraction of the round's sites (1.0: all; fewer is faster, and fewer sites colluding "
+                        "with the server can unmask a site)")
     p.add_argument("--secagg-timeout", type=float, default=sim_defaults.secagg_timeout,
                    help="seconds each SecAgg+ stage waits for the sites")
     p.add_argument("--site-dp", type=float, default=0.0, metavar="Z",

@@ -70,6 +70,7 @@ class SimConfig:
     dp: str | None = None  # a site privacy policy (YAML) given to every site: DP-SGD, ledgers, refusal
     secagg: bool = False  # Flower's SecAgg+ on the sites' updates
     secagg_threshold: float = 0.6  # reconstruction threshold: a count (>1) or a fraction of the shares
+    secagg_shares: float = 1.0  # num_shares: a count (>1) or a fraction of the round's sites (1.0: all)
     secagg_timeout: float = 600.0  # seconds per protocol stage
     site_dp: float = 0.0  # site-level DP: noise multiplier z on the mean of clipped site updates (0: off)
     site_dp_clip: float = 1.0  # L2 clipping norm C of one site's update
@@ -95,8 +96,8 @@ class SimConfig:
             raise ValueError(f"--strategy must be one of {', '.join(STRATEGIES)}")
         if not 1 <= self.min_live_sites <= self.sites:
             raise ValueError("--min-live-sites must be between 1 and --sites")
-        if self.secagg_threshold <= 0 or self.secagg_timeout <= 0:
-            raise ValueError("--secagg-threshold and --secagg-timeout must be > 0")
+        if self.secagg_threshold <= 0 or self.secagg_timeout <= 0 or self.secagg_shares <= 0:
+            raise ValueError("--secagg-threshold, --secagg-shares and --secagg-timeout must be > 0")
         self.site_dp_config().check_compatible(strategy=self.strategy, secagg=self.secagg)
 
     def site_dp_config(self) -> SiteDPConfig:
@@ -119,6 +120,7 @@ def run_config_of(cfg: SimConfig, out: Path, *, resume: bool) -> dict:
             "lm-lr": cfg.lm_lr, "min-live-sites": cfg.min_live_sites, "client-eval-every": cfg.client_eval_every,
             "progress-file": str(out / PROGRESS), "secagg": cfg.secagg,
             "secagg-reconstruction-threshold": float(cfg.secagg_threshold), "secagg-timeout": cfg.secagg_timeout,
+            "secagg-num-shares": float(cfg.secagg_shares),
             "site-dp-noise-multiplier": float(cfg.site_dp), "site-dp-clipping-norm": float(cfg.site_dp_clip),
             "site-dp-delta": float(cfg.site_dp_delta), "site-dp-max-epsilon": float(cfg.site_dp_max_epsilon),
             **_failure_injection(cfg)}

@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import pytest
+
 from sim.simulate import SimConfig, resume_config
 
 
@@ -16,3 +18,17 @@ def test_resume_reads_back_the_configuration_and_fills_what_an_earlier_version_d
     (tmp_path / "sim-config.json").write_text(json.dumps(older))
     resumed = resume_config(tmp_path)
     assert resumed.lm_batch_size == 24 and resumed.keep_optimizer is False
+
+
+def test_secagg_shares_reach_the_server_as_a_count_or_a_fraction(tmp_path):
+    from server.secagg import SecAggConfig
+    from sim.simulate import run_config_of
+
+    def shares(value: float):
+        rc = run_config_of(SimConfig(data="data", out=str(tmp_path), secagg=True, secagg_shares=value), tmp_path,
+                           resume=False)
+        return SecAggConfig.from_run_config(rc).num_shares
+    assert shares(5.0) == 5 and isinstance(shares(5.0), int)  # Flower reads an int as a count of sites
+    assert shares(0.5) == 0.5 and shares(1.0) == 1.0  # a float as a fraction of the round's sites
+    with pytest.raises(ValueError, match="secagg-shares"):
+        SimConfig(data="data", out=str(tmp_path), secagg_shares=0)
