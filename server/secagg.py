@@ -107,7 +107,10 @@ class _SecAggPlus(SecAggPlusWorkflow):
     share-keys stage only sites that shared can be dead: their masks are the ones to remove.
     """
 
+    in_force: dict = {}  # the shares and threshold Flower settled on for this round's sites
+
     def share_keys_stage(self, grid, context, state) -> bool:
+        self.in_force = {"num_shares": int(state.num_shares), "reconstruction_threshold": int(state.threshold)}
         ok = super().share_keys_stage(grid, context, state)
         state.sampled_node_ids = set(state.active_node_ids)
         return ok
@@ -133,6 +136,7 @@ class SecureGrid(DelegatingGrid):
 
     # -- one secure round ------------------------------------------------------------------
     _inside = False
+    _in_force: dict = {}
 
     def _recorded(self, messages: list[Message], timeout: float | None) -> list[Message]:
         """Pass-through that, during the protocol, notes each site's error and masked-vector size."""
@@ -176,6 +180,7 @@ class SecureGrid(DelegatingGrid):
             workflow(self, legacy)
         finally:
             self._inside = False
+        self._in_force = dict(workflow.in_force)
         return self._replies(messages, collect.results, arrays, half, max_weight)
 
     def _replies(self, messages: list[Message], results, arrays: ArrayRecord, half: list[str],
@@ -188,7 +193,7 @@ class SecureGrid(DelegatingGrid):
         round_ = int(dict(messages[0].content["config"])["global-round"])
         self.rounds[round_] = {"protocol": "SecAgg+ (flwr 1.42, legacy workflow)", "completed": bool(results),
                                "sites_aggregated": len(by_node), "max_weight": max_weight,
-                               "clipping_range": self.cfg.clipping_range,
+                               "clipping_range": self.cfg.clipping_range, **self._in_force,
                                "quantization_error_bound": self.cfg.error_bound(
                                    sites=len(by_node), total_examples=total, max_weight=max_weight) if total else None}
         replies = []

@@ -159,6 +159,8 @@ def test_ten_sites_two_die_mid_round_round_completes_and_aggregate_is_right_for_
     expected = fedavg(start, updates, counts, alive)
     bound = secure.rounds[3]["quantization_error_bound"]
     assert secure.rounds[3]["sites_aggregated"] == 8
+    # What protected the round is on record: all 10 sites hold shares, 6 of them unmask (0.6 of 10).
+    assert secure.rounds[3]["num_shares"] == 10 and secure.rounds[3]["reconstruction_threshold"] == 6
     for i in alive:
         for k, v in expected.items():
             assert np.abs(replies[i].content["arrays"][k].numpy() - v).max() <= bound
