@@ -56,5 +56,4 @@ class SiteDeclarations:
 
     def by_site(self) -> dict[str, dict]:
         """Declarations keyed by site name (for the results)."""
-        return {self.names.get(node, f"node-{node}"): {k: list(v) if isinstance(v, list) else v for k, v in d.items()}
-                for node, d in sorted(self.by_node.items())}
+        return {self.names.get(node, f"node-{node}"): d for node, d in sorted(self.by_node.items())}
