@@ -11,8 +11,6 @@ import os
 import time
 from pathlib import Path
 
-import torch
-
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 
@@ -27,9 +25,9 @@ from server.secagg import SecAggConfig, SecureGrid  # noqa: E402
 from server.site_dp import WEIGHT_KEY, SiteDPConfig, SiteLevelDP  # noqa: E402
 from server.run_state import load_round, restore_strategy, save_round, strategy_arrays  # noqa: E402
 from server.strategy import make_strategy  # noqa: E402
+from shared_model.checkpoint import initial_model  # noqa: E402
 from shared_model.config import get_preset  # noqa: E402
 from shared_model.device import resolve_device  # noqa: E402
-from shared_model.model import build_model  # noqa: E402
 
 app = ServerApp()
 
@@ -64,8 +62,7 @@ def main(grid: Grid, context: Context) -> None:
     secure = SecureGrid(grid, context, SecAggConfig.from_run_config(rc), run_dir=run_dir) if bool(rc.get("secagg", False)) else None
     grid = secure or grid
     cfg, device = get_preset(str(rc["preset"])), resolve_device(str(rc.get("device", "auto")))
-    torch.manual_seed(int(rc["seed"]))
-    model = build_model(cfg)
+    model = initial_model(cfg, seed=int(rc["seed"]), init=str(rc.get("init-checkpoint", "")) or None)
     evaluation = None if deployed else ServerEvaluation(data, cfg.image_size, seed=int(rc["seed"]), run_dir=run_dir,
                                                         sites=sites)
     state = load_round(run_dir, model) if bool(rc["resume"]) else None

@@ -67,11 +67,25 @@ def load_weights_into(model: M3FM, path: str | Path) -> dict:
     """Initialise ``model`` from a checkpoint of the same config and tokenizer (e.g. pretrained weights)."""
     meta = read_metadata(path)
     check_tokenizer(meta, model.tokenizer, path)
-    if meta["model_config"] != model.cfg.to_dict():
-        raise CheckpointError(f"{path}: model config {meta['model_config'].get('preset')} differs from "
-                              f"this run's {model.cfg.preset}")
+    theirs, ours = meta["model_config"], model.cfg.to_dict()
+    if theirs != ours:
+        diff = ", ".join(f"{k} {theirs.get(k)!r} (this run: {ours.get(k)!r})" for k in sorted(set(theirs) | set(ours))
+                         if theirs.get(k) != ours.get(k))
+        raise CheckpointError(f"{path}: made for another model config: {diff}")
     load_model(model, str(path))
     return meta
+
+
+def initial_model(cfg: ModelConfig, *, seed: int, init: str | Path | None = None) -> M3FM:
+    """A run's starting weights: drawn from ``seed``, or ``init``'s (a checkpoint of the same config and tokenizer).
+
+    The federation and its pooled and single-site baselines all start here, so they compare like with like.
+    """
+    torch.manual_seed(seed)
+    model = build_model(cfg)
+    if init:
+        load_weights_into(model, init)
+    return model
 
 
 def tensor_bytes(state: dict[str, torch.Tensor]) -> int:

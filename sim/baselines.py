@@ -16,9 +16,10 @@ from client.site import OBJECTIVES, local_update
 from client.sources import load_records
 from client.sources.records import DataReport
 from server.strategy import local_epochs_for, objective_for, objective_progress
+from shared_model.checkpoint import initial_model
 from shared_model.config import ModelConfig
 from shared_model.kept_state import InMemory
-from shared_model.model import M3FM, build_model
+from shared_model.model import M3FM
 from shared_model.objectives import TrainConfig
 
 
@@ -59,14 +60,14 @@ def replay_schedule(model: M3FM, examples: Examples, *, rounds: int, schedule: s
 
 
 def run_baselines(*, run_dir: Path, sites: list[dict], model_cfg: ModelConfig, evaluation, device: torch.device,
-                  init_seed: int, on_event: Callable[..., None] | None = None, **schedule) -> dict:
+                  init_seed: int, init: str | None = None, on_event: Callable[..., None] | None = None,
+                  **schedule) -> dict:
     """Pooled (every site's data, both objectives) and each image site alone (contrastive rounds: AUC)."""
     on_event = on_event or (lambda **_: None)
     manifests = site_manifests(run_dir, [s["name"] for s in sites])
 
     def train(label: str, examples: Examples, objectives: tuple[str, ...]) -> tuple[M3FM, float]:
-        torch.manual_seed(init_seed)  # the federation's initial weights
-        model = build_model(model_cfg)
+        model = initial_model(model_cfg, seed=init_seed, init=init)  # the federation's initial weights
         seconds = replay_schedule(model, examples, device=device, objectives=objectives, **schedule,
                                   on_round=lambda r, obj, loss: on_event(model=label, round=r, objective=obj, loss=loss))
         return model, seconds

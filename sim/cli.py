@@ -89,7 +89,7 @@ def _sim(args: argparse.Namespace) -> int:
                             secagg_threshold=args.secagg_threshold, secagg_timeout=args.secagg_timeout,
                             secagg_shares=args.secagg_shares,
                             site_dp=args.site_dp, site_dp_clip=args.site_dp_clip, site_dp_delta=args.site_dp_delta,
-                            site_dp_max_epsilon=args.site_dp_max_epsilon)
+                            site_dp_max_epsilon=args.site_dp_max_epsilon, init=args.init)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     results = run_simulation(cfg, resume=bool(args.resume), console=console)
@@ -205,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--site-dp-delta", type=float, default=sim_defaults.site_dp_delta)
     p.add_argument("--site-dp-max-epsilon", type=float, default=0.0,
                    help="stop the run before a round would take site-level ε above this (0: no limit)")
+    p.add_argument("--init", metavar="CHECKPOINT",
+                   help="m3fed checkpoint (.safetensors, e.g. `m3fed central` on public data) the federation and "
+                        "its pooled and single-site baselines start from (default: weights drawn from --seed)")
     p.add_argument("--drop-sites", type=int, default=0,
                    help="K sites die in the middle of a round (from the middle round on), chosen from --seed")
     p.add_argument("--seed", type=int, default=sim_defaults.seed)

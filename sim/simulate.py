@@ -20,6 +20,7 @@ from server.evaluation import ServerEvaluation
 from server.results import update_results
 from server.site_dp import SiteDPConfig
 from server.strategy import STRATEGIES, check_schedule
+from shared_model.checkpoint import CheckpointError, read_metadata
 from shared_model.config import get_preset
 from shared_model.device import resolve_device
 from shared_model.objectives import TrainConfig
@@ -76,6 +77,9 @@ class SimConfig:
     site_dp_clip: float = 1.0  # L2 clipping norm C of one site's update
     site_dp_delta: float = 1e-5
     site_dp_max_epsilon: float = 0.0  # 0: no limit; otherwise stop before a round would exceed it
+    # An m3fed checkpoint (e.g. pretrained on public data) the federation and its baselines start from
+    # instead of weights drawn from the seed.
+    init: str | None = None
 
     def __post_init__(self) -> None:
         parse_partition(self.partition)
@@ -99,6 +103,14 @@ class SimConfig:
         if self.secagg_threshold <= 0 or self.secagg_timeout <= 0 or self.secagg_shares <= 0:
             raise ValueError("--secagg-threshold, --secagg-shares and --secagg-timeout must be > 0")
         self.site_dp_config().check_compatible(strategy=self.strategy, secagg=self.secagg)
+        if self.init:
+            try:
+                meta = read_metadata(self.init)
+            except CheckpointError as exc:
+                raise ValueError(f"--init: {exc}") from None
+            if meta["model_config"].get("preset") != self.preset:
+                raise ValueError(f"--init {self.init}: a {meta['model_config'].get('preset')!r} checkpoint, "
+                                 f"this run uses the {self.preset!r} preset")
 
     def site_dp_config(self) -> SiteDPConfig:
         return SiteDPConfig(noise_multiplier=self.site_dp, clipping_norm=self.site_dp_clip,
@@ -122,6 +134,7 @@ def run_config_of(cfg: SimConfig, out: Path, *, resume: bool) -> dict:
             "secagg-reconstruction-threshold": float(cfg.secagg_threshold), "secagg-timeout": cfg.secagg_timeout,
             "secagg-num-shares": float(cfg.secagg_shares),
             "site-dp-noise-multiplier": float(cfg.site_dp), "site-dp-clipping-norm": float(cfg.site_dp_clip),
+            "init-checkpoint": str(Path(cfg.init).resolve()) if cfg.init else "",
             "site-dp-delta": float(cfg.site_dp_delta), "site-dp-max-epsilon": float(cfg.site_dp_max_epsilon),
             **_failure_injection(cfg)}
 
@@ -178,7 +191,7 @@ def _baselines(cfg: SimConfig, out: Path, specs: list[dict], on_event) -> dict:
                                   sites=[s["name"] for s in specs])
     train = TrainConfig(batch_size=cfg.batch_size, lr=cfg.lr, lm_lr=cfg.lm_lr, lm_batch_size=cfg.lm_batch_size)
     return run_baselines(run_dir=out, sites=specs, model_cfg=model_cfg, evaluation=evaluation, device=device,
-                         init_seed=cfg.seed, on_event=on_event, rounds=cfg.rounds, schedule=cfg.schedule,
+                         init_seed=cfg.seed, init=cfg.init, on_event=on_event, rounds=cfg.rounds, schedule=cfg.schedule,
                          local_epochs=cfg.local_epochs, lm_local_epochs=cfg.lm_local_epochs, train=train, seed=cfg.seed,
                          keep_optimizer=cfg.keep_optimizer)
 

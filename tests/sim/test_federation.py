@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 import torch
 
+from shared_model.checkpoint import save_checkpoint
 from shared_model.config import get_preset
 from shared_model.model import build_model
 from shared_model.tokenizer import load_tokenizer
@@ -169,11 +170,19 @@ def test_a_site_that_dies_mid_round_is_reported_and_the_run_goes_on(fed_data, tm
 
 def test_run_stops_cleanly_when_fewer_sites_than_the_minimum_answer(fed_data, tmp_path):
     # 3 sites, one dies from round 1 on, at least 3 must answer: round 1 is not averaged, the run ends.
-    cfg = _config(fed_data, tmp_path / "few", local_epochs=1, drop_sites=1, min_live_sites=3, strategy="fedprox")
+    # The run starts from a checkpoint (--init), so the model it ends with is that checkpoint's.
+    torch.manual_seed(11)
+    start = build_model(get_preset("tiny"))
+    save_checkpoint(tmp_path / "start.safetensors", start)
+    cfg = _config(fed_data, tmp_path / "few", local_epochs=1, drop_sites=1, min_live_sites=3, strategy="fedprox",
+                  init=str(tmp_path / "start.safetensors"))
     doc = run_simulation(cfg)
     assert [r["round"] for r in doc["rounds"]] == [1]
     assert "minimum is 3" in doc["stopped"] and doc["rounds"][0]["stopped"] == doc["stopped"]
     assert doc["final"]["auc_macro"] is not None and doc["final"]["bleu"]
+    assert doc["config"]["init-checkpoint"] == str(tmp_path / "start.safetensors")
+    final, expected = load_file(str(tmp_path / "few" / "model.safetensors")), start.state_dict()
+    assert all(torch.equal(final[k], expected[k]) for k in final), "the server did not start from --init"
 
 
 def test_secagg_run_trains_the_same_model_as_the_plain_run(federated_run, fed_data, tmp_path):

@@ -32,3 +32,20 @@ def test_secagg_shares_reach_the_server_as_a_count_or_a_fraction(tmp_path):
     assert shares(0.5) == 0.5 and shares(1.0) == 1.0  # a float as a fraction of the round's sites
     with pytest.raises(ValueError, match="secagg-shares"):
         SimConfig(data="data", out=str(tmp_path), secagg_shares=0)
+
+
+def test_init_checkpoint_reaches_the_server_resolved_and_a_bad_one_is_refused_before_the_run(tmp_path, monkeypatch):
+    from shared_model.checkpoint import save_checkpoint
+    from shared_model.config import get_preset
+    from shared_model.model import build_model
+    from sim.simulate import run_config_of
+
+    save_checkpoint(tmp_path / "public.safetensors", build_model(get_preset("tiny")))
+    monkeypatch.chdir(tmp_path)
+    rc = run_config_of(SimConfig(data="data", out="out", init="public.safetensors"), tmp_path, resume=False)
+    assert rc["init-checkpoint"] == str(tmp_path / "public.safetensors")  # the SuperLink runs elsewhere
+    assert run_config_of(SimConfig(data="data", out="out"), tmp_path, resume=False)["init-checkpoint"] == ""
+    with pytest.raises(ValueError, match="--init: .*missing.safetensors: not a readable safetensors file"):
+        SimConfig(data="data", out="out", init="missing.safetensors")
+    with pytest.raises(ValueError, match="'tiny' checkpoint, this run uses the 'paper' preset"):
+        SimConfig(data="data", out="out", preset="paper", init="public.safetensors")
