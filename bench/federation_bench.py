@@ -8,8 +8,8 @@
 3. Peak RSS (sum over the whole process tree: flwr, SuperLink, Ray workers, ServerApp) of a
    one-round simulation with 10 and with 100 virtual sites on the same data.
 4. ``--parts secagg``: round seconds of a 10-site simulation with and without SecAgg+ (same
-   seed, data and schedule: one contrastive and one report-generation round), alternating
-   ``--repeats`` times; the ratios are medians over the pairs.
+   seed, data and schedule: one contrastive and one report-generation round, ``--local-epochs``
+   each), alternating ``--repeats`` times; the ratios are medians over the pairs.
 
     python bench/federation_bench.py [--data DIR] [--out DIR]   # prints and writes one JSON file
 """
@@ -86,6 +86,8 @@ def main() -> None:
                         help="--parts secagg: Ray CPUs per virtual site (0: the simulator's default, all cores)")
     parser.add_argument("--secagg-shares", type=float, default=1.0,
                         help="--parts secagg: SecAgg+ num_shares, a count (>1) or a fraction of the sites")
+    parser.add_argument("--local-epochs", type=int, default=1,
+                        help="--parts secagg: each site's local epochs per round (the default job trains 2)")
     parser.add_argument("--parts", default="ratio,rss",
                         help="ratio (federated vs pooled), rss (10 vs 100 sites), secagg (10 sites with/without)")
     args = parser.parse_args()
@@ -101,11 +103,12 @@ def main() -> None:
         report.update(rss_10_vs_100(data, out))
     if "secagg" in args.parts:
         report.update(secagg_vs_plain(data, out, repeats=args.repeats, cpus_per_site=args.cpus_per_site,
-                                      shares=args.secagg_shares))
+                                      shares=args.secagg_shares, local_epochs=args.local_epochs))
     text = json.dumps(report, indent=2)
     print(text)
     suffix = ((f"_cpus{args.cpus_per_site}" if args.cpus_per_site else "")
-              + (f"_shares{args.secagg_shares:g}" if args.secagg_shares != 1.0 else "")) if "secagg" in args.parts else ""
+              + (f"_shares{args.secagg_shares:g}" if args.secagg_shares != 1.0 else "")
+              + (f"_epochs{args.local_epochs}" if args.local_epochs != 1 else "")) if "secagg" in args.parts else ""
     (out / f"federation_bench_{args.parts.replace(',', '_')}{suffix}.json").write_text(text + "\n")
 
 
@@ -154,18 +157,19 @@ def rss_10_vs_100(data: Path, out: Path) -> dict:
 
 
 def secagg_vs_plain(data: Path, out: Path, sites: int = 10, repeats: int = 1, cpus_per_site: int = 0,
-                    shares: float = 1.0) -> dict:
+                    shares: float = 1.0, local_epochs: int = 1) -> dict:
     """Plain and SecAgg+ runs alternate ``repeats`` times (one drifting load hits both alike); medians.
 
     ``cpus_per_site``: 1 runs two sites at once on two cores (both runs alike); 0 keeps the default.
     """
     cores = {"cpus_per_site": cpus_per_site} if cpus_per_site else {}
-    report: dict = {"repeats": [], "cpus_per_site": cpus_per_site or SimConfig.cpus_per_site, "secagg_shares": shares}
+    report: dict = {"repeats": [], "cpus_per_site": cpus_per_site or SimConfig.cpus_per_site, "secagg_shares": shares,
+                    "local_epochs": local_epochs}
     for rep in range(repeats):
         pair: dict = {}
         for secagg in (False, True):
             cfg = SimConfig(data=str(data), out=str(out / f"secagg-{secagg}-{rep}"), sites=sites, rounds=2,
-                            local_epochs=1, languages=("en", "zh"), text_only_sites=1, partition="iid",
+                            local_epochs=local_epochs, languages=("en", "zh"), text_only_sites=1, partition="iid",
                             schedule="alternate", compare=False, secagg=secagg, secagg_shares=shares,
                             **cores)
             results = run_simulation(cfg)
