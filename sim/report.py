@@ -129,6 +129,9 @@ def write_report(run_dir: Path) -> Path:
              "", f"Strategy `{cfg.get('strategy')}`, schedule `{cfg.get('schedule')}`, preset `{cfg.get('preset')}`,"
              f" seed {cfg.get('seed')}, local epochs {cfg.get('local-epochs')} "
              f"(report generation: {cfg.get('lm-local-epochs') or cfg.get('local-epochs')}).", ""]
+    if cfg.get("init-checkpoint"):
+        lines += [f"Started from `{cfg['init-checkpoint']}` (macro AUC "
+                  f"{_f(results.get('initial', {}).get('auc_macro'))} before round 1), as the baselines did.", ""]
     if results.get("stopped"):
         lines += [f"**Run stopped early:** {results['stopped']}", ""]
     lines += ["## Federated vs pooled vs best single site (same test split)", "",

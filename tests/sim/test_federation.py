@@ -181,6 +181,7 @@ def test_run_stops_cleanly_when_fewer_sites_than_the_minimum_answer(fed_data, tm
     assert "minimum is 3" in doc["stopped"] and doc["rounds"][0]["stopped"] == doc["stopped"]
     assert doc["final"]["auc_macro"] is not None and doc["final"]["bleu"]
     assert doc["config"]["init-checkpoint"] == str(tmp_path / "start.safetensors")
+    assert f"Started from `{tmp_path / 'start.safetensors'}`" in (tmp_path / "few" / "report.md").read_text()
     final, expected = load_file(str(tmp_path / "few" / "model.safetensors")), start.state_dict()
     assert all(torch.equal(final[k], expected[k]) for k in final), "the server did not start from --init"
 
