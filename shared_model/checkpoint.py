@@ -67,13 +67,18 @@ def load_weights_into(model: M3FM, path: str | Path) -> dict:
     """Initialise ``model`` from a checkpoint of the same config and tokenizer (e.g. pretrained weights)."""
     meta = read_metadata(path)
     check_tokenizer(meta, model.tokenizer, path)
-    theirs, ours = meta["model_config"], model.cfg.to_dict()
+    check_model_config(meta, model.cfg, path)
+    load_model(model, str(path))
+    return meta
+
+
+def check_model_config(meta: dict, cfg: ModelConfig, path: str | Path) -> None:
+    """Refuse a checkpoint made for other model sizes, naming every field that differs."""
+    theirs, ours = meta["model_config"], cfg.to_dict()
     if theirs != ours:
         diff = ", ".join(f"{k} {theirs.get(k)!r} (this run: {ours.get(k)!r})" for k in sorted(set(theirs) | set(ours))
                          if theirs.get(k) != ours.get(k))
         raise CheckpointError(f"{path}: made for another model config: {diff}")
-    load_model(model, str(path))
-    return meta
 
 
 def initial_model(cfg: ModelConfig, *, seed: int, init: str | Path | None = None) -> M3FM:

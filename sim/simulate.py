@@ -20,7 +20,7 @@ from server.evaluation import ServerEvaluation
 from server.results import update_results
 from server.site_dp import SiteDPConfig
 from server.strategy import STRATEGIES, check_schedule
-from shared_model.checkpoint import CheckpointError, read_metadata
+from shared_model.checkpoint import CheckpointError, check_model_config, read_metadata
 from shared_model.config import get_preset
 from shared_model.device import resolve_device
 from shared_model.objectives import TrainConfig
@@ -103,14 +103,11 @@ class SimConfig:
         if self.secagg_threshold <= 0 or self.secagg_timeout <= 0 or self.secagg_shares <= 0:
             raise ValueError("--secagg-threshold, --secagg-shares and --secagg-timeout must be > 0")
         self.site_dp_config().check_compatible(strategy=self.strategy, secagg=self.secagg)
-        if self.init:
+        if self.init:  # refused here, before any Flower process starts, rather than inside the ServerApp
             try:
-                meta = read_metadata(self.init)
+                check_model_config(read_metadata(self.init), get_preset(self.preset), self.init)
             except CheckpointError as exc:
                 raise ValueError(f"--init: {exc}") from None
-            if meta["model_config"].get("preset") != self.preset:
-                raise ValueError(f"--init {self.init}: a {meta['model_config'].get('preset')!r} checkpoint, "
-                                 f"this run uses the {self.preset!r} preset")
 
     def site_dp_config(self) -> SiteDPConfig:
         return SiteDPConfig(noise_multiplier=self.site_dp, clipping_norm=self.site_dp_clip,
@@ -207,7 +204,10 @@ def resume_config(run_dir: str | Path) -> SimConfig:
     data.setdefault("lm_batch_size", data.get("batch_size", SimConfig.batch_size))
     data.setdefault("keep_optimizer", False)
     known = {f.name for f in dataclasses.fields(SimConfig)}
-    return SimConfig(**{k: v for k, v in data.items() if k in known})
+    try:
+        return SimConfig(**{k: v for k, v in data.items() if k in known})
+    except ValueError as exc:  # e.g. the --init checkpoint has gone: the baselines still start from it
+        raise DataError(path, f"cannot resume: {exc}") from None
 
 
 def prepare_sites(cfg: SimConfig, out: Path) -> None:

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from client.errors import DataError
 from sim.simulate import SimConfig, resume_config
 
 
@@ -47,5 +48,11 @@ def test_init_checkpoint_reaches_the_server_resolved_and_a_bad_one_is_refused_be
     assert run_config_of(SimConfig(data="data", out="out"), tmp_path, resume=False)["init-checkpoint"] == ""
     with pytest.raises(ValueError, match="--init: .*missing.safetensors: not a readable safetensors file"):
         SimConfig(data="data", out="out", init="missing.safetensors")
-    with pytest.raises(ValueError, match="'tiny' checkpoint, this run uses the 'paper' preset"):
+    with pytest.raises(ValueError, match=r"--init: .*another model config: .*preset 'tiny' \(this run: 'paper'\)"):
         SimConfig(data="data", out="out", preset="paper", init="public.safetensors")
+    # A run whose checkpoint has gone cannot resume (its baselines start from it), and says so.
+    cfg = SimConfig(data="data", out="out", init="public.safetensors")
+    (tmp_path / "sim-config.json").write_text(json.dumps(dataclasses.asdict(cfg)))
+    (tmp_path / "public.safetensors").unlink()
+    with pytest.raises(DataError, match="cannot resume: --init: .*not a readable safetensors file"):
+        resume_config(tmp_path)
