@@ -2,8 +2,8 @@
 
 ``ObjectiveRounds`` is mixed in front of the chosen Flower strategy: it names each round's
 objective, keeps a per-site round log (status, examples, loss, bytes, seconds), sends a round only
-to the sites that declared its objective (``server.declarations``), asks sites to evaluate
-locally on the configured rounds, and stops the run when fewer than ``min_live_sites`` sites answer.
+to the sites that declared its objective (``server.declarations``), asks the sites with images to
+evaluate locally on the configured rounds, and stops the run when fewer than ``min_live_sites`` sites answer.
 """
 from __future__ import annotations
 
@@ -78,6 +78,7 @@ class ObjectiveRounds:
         self._global = ArrayRecord()
         self._sent: list[int] = []  # node ids asked to train this round
         self._skipped: list[int] = []  # node ids not sent this round: they declared no data for it
+        self._eval_skipped: list[int] = []  # node ids not asked to evaluate: they declared no images
         self.declarations = declarations
         self._epsilon: dict[str, float] = {}  # each site's last stated ε (a round it sits out keeps it)
         self.node_names: dict[int, str] = {}  # deployed sites name themselves in their replies
@@ -169,11 +170,17 @@ class ObjectiveRounds:
         if not (last or due) or self.round_log.get(global_round, {}).get("stopped"):
             return []
         config["global-round"] = global_round
-        return super().configure_evaluate(server_round, arrays, config, grid)
+        messages = list(super().configure_evaluate(server_round, arrays, config, grid))
+        # A site that declared no images has no test images to score: it is not sent the model.
+        imageless = {node for node, d in (self.declarations.by_node if self.declarations else {}).items()
+                     if not d.get("images", True)}
+        self._eval_skipped = [m.metadata.dst_node_id for m in messages if m.metadata.dst_node_id in imageless]
+        return [m for m in messages if m.metadata.dst_node_id not in imageless]
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         """Keep each site's own metrics (in its language) rather than only their average."""
-        per_site = {}
+        per_site = {self.node_names.get(node, f"node-{node}"): {"status": "not asked: the site declared no images",
+                                                                 "test_images": 0} for node in self._eval_skipped}
         for reply in replies:
             if reply.has_error():
                 name, reason = self._error_site(reply)

@@ -66,7 +66,7 @@ class _DeclaringGrid:
     """Answers the declaration query: node -> its objectives, or None for a site whose app fails."""
 
     def __init__(self, declared: dict) -> None:
-        self.declared, self.queried = declared, []
+        self.declared, self.queried, self.images = declared, [], {}
 
     def get_node_ids(self):
         return list(self.declared)
@@ -80,7 +80,8 @@ class _DeclaringGrid:
                 replies.append(Message(Error(code=0, reason="[site h13] data unreadable"), reply_to=m))
                 continue
             replies.append(Message(RecordDict({
-                "declaration": ConfigRecord({"objectives": self.declared[node], "languages": ["zh"], "images": False}),
+                "declaration": ConfigRecord({"objectives": self.declared[node], "languages": ["zh"],
+                                             "images": self.images.get(node, False)}),
                 "metrics": MetricRecord({"site-index": -1, "epsilon": 0.5}),
                 "site": ConfigRecord({"name": f"h{node}"})}), reply_to=m))
         return replies
@@ -111,3 +112,23 @@ def test_a_round_goes_only_to_the_sites_that_declared_its_objective():
                                                        "images": False}}
     strategy.configure_train(2, arrays, ConfigRecord({}), grid)
     assert sorted(grid.queried) == [11, 12, 13]  # each node is asked once
+
+
+def test_a_site_without_images_is_not_asked_to_evaluate():
+    grid = _DeclaringGrid({11: ["contrastive", "report-generation"], 12: ["report-generation"]})
+    grid.images = {11: True, 12: False}
+    strategy = make_strategy("fedavg", options={}, schedule="contrastive", site_names=[], round_offset=0,
+                             total_rounds=1, fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=1,
+                             min_evaluate_nodes=1, min_available_nodes=2, declarations=SiteDeclarations(timeout=5))
+    arrays = ArrayRecord({"clip.w": Array(np.zeros(2, np.float32))})
+    strategy.configure_train(1, arrays, ConfigRecord({}), grid)
+    asked = [m.metadata.dst_node_id for m in strategy.configure_evaluate(1, arrays, ConfigRecord({}), grid)]
+    assert asked == [11]
+    reply = Message(RecordDict({"metrics": MetricRecord({"num-examples": 4, "site-index": -1, "auc-macro": 0.7,
+                                                         "bleu4": 0.2, "bleu4-zh": 0.2}),
+                                "site": ConfigRecord({"name": "h11"})}), reply_to=next(iter(
+                                    strategy.configure_evaluate(1, arrays, ConfigRecord({}), grid))))
+    strategy.aggregate_evaluate(1, [reply])
+    per_site = strategy.site_eval[1]
+    assert per_site["h11"]["status"] == "ok" and per_site["h11"]["auc_macro"] == 0.7
+    assert per_site["h12"] == {"status": "not asked: the site declared no images", "test_images": 0}

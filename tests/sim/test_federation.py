@@ -87,7 +87,8 @@ def test_comparison_client_evaluation_and_report(federated_run):
     site_eval = doc["rounds"][-1]["site_eval"]
     assert set(site_eval) == {"site-1", "site-2", "site-3"}
     assert site_eval["site-1"]["test_images"] > 0 and site_eval["site-1"]["bleu4"] is not None
-    assert site_eval["site-3"]["test_images"] == 0  # text-only: nothing to evaluate
+    # The text-only site has no test images: it is not sent the model to evaluate.
+    assert site_eval["site-3"] == {"status": "not asked: the site declared no images", "test_images": 0}
     # Server-side, each image site's test patients are decoded in both languages (one zero-shot).
     by_site = doc["final"]["bleu4_by_group"]
     assert set(by_site["site-1"]) == {"en", "zh"} and set(by_site["site-2"]) == {"en", "zh"}
