@@ -7,14 +7,17 @@ import json
 from rich.console import Console
 from rich.table import Table
 
-from client.dataset import decode
-from client.preview import preview_file
-from client.sources import load_records
 from shared_model.config import get_preset
+
+# client.dataset and client.preview load torch: imported where used, so that `m3fed --help` and
+# a mistyped option answer at once.
 
 
 def check_dataset(data: str, image_size: int) -> dict:
     """Read every record and decode every image; the summary lists each skipped item with its reason."""
+    from client.dataset import decode
+    from client.sources import load_records
+
     records, report = load_records(data)
     examples = decode(records, image_size, report)
     summary = report.summary(examples.records)
@@ -52,6 +55,8 @@ def _print_summary(console: Console, s: dict) -> None:
 
 
 def _preview(args: argparse.Namespace) -> int:
+    from client.preview import preview_file
+
     size = args.size or get_preset(args.preset).image_size
     window = tuple(args.ct_window) if args.ct_window else None
     info = preview_file(args.file, args.out, size=size, ct_window=window)

@@ -14,14 +14,11 @@ from safetensors import safe_open
 from safetensors.torch import load_model, save_model
 
 from shared_model.config import ModelConfig
+from shared_model.errors import CheckpointError
 from shared_model.model import M3FM, build_model
 from shared_model.tokenizer import SharedTokenizer, load_tokenizer
 
 FORMAT = "m3fed.checkpoint/1"
-
-
-class CheckpointError(Exception):
-    """A checkpoint that cannot be used here, with the reason."""
 
 
 def save_checkpoint(path: str | Path, model: M3FM, *, extra: dict | None = None) -> None:

@@ -5,7 +5,6 @@ import dataclasses
 import json
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,34 +18,11 @@ from shared_model.checkpoint import load_weights_into, save_checkpoint
 from shared_model.config import get_preset
 from shared_model.device import resolve_device
 from shared_model.evaluate import evaluate_model
-from shared_model.findings import DEFAULT_EVAL_LABELS
 from shared_model.model import build_model, parameter_counts
-from shared_model.objectives import TrainConfig, contrastive_epoch, lm_epoch, make_optimizer, one_cycle
+from shared_model.objectives import contrastive_epoch, lm_epoch, make_optimizer, one_cycle
 from client.evaldata import bank_texts, evaluation_inputs
 from server.results import write_results
-
-
-@dataclass(frozen=True)
-class CentralConfig:
-    data: str
-    out: str
-    preset: str = "tiny"
-    contrastive_epochs: int = 20
-    lm_epochs: int = 5
-    seed: int = 0
-    device: str = "auto"
-    num_beams: int = 1
-    languages: tuple[str, ...] = ("en", "zh")
-    eval_labels: tuple[str, ...] = DEFAULT_EVAL_LABELS
-    bank_size: int = 2000
-    init: str | None = None
-    vit_weights: str | None = None
-    train: TrainConfig = TrainConfig()
-
-    def __post_init__(self) -> None:
-        get_preset(self.preset)
-        if self.contrastive_epochs < 0 or self.lm_epochs < 0:
-            raise ValueError("epochs must be >= 0")
+from sim.central_config import CentralConfig
 
 
 def load_split_examples(data: str, image_size: int, languages: tuple[str, ...]

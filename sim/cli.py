@@ -17,7 +17,7 @@ from client.errors import DataError
 from privacy.cli import add_privacy_commands
 from privacy.policy import PolicyError
 from server.cli import add_server_commands
-from shared_model.checkpoint import CheckpointError
+from shared_model.errors import CheckpointError
 
 
 class UsageError(Exception):
@@ -42,7 +42,8 @@ def _central(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from shared_model.device import resolve_device
-    from sim.central import CentralConfig, run_central
+    from sim.central import run_central
+    from sim.central_config import CentralConfig
     from sim.summary import print_final
 
     try:
@@ -117,8 +118,8 @@ def _print_comparison(console, results: dict) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from sim.central import CentralConfig
-    from sim.simulate import SimConfig
+    from sim.central_config import CentralConfig
+    from sim.sim_config import SimConfig
     from sim.synth import DEFAULT_DIFFICULTY, DEFAULT_PATIENTS
 
     parser = argparse.ArgumentParser(prog="m3fed", description=__doc__.splitlines()[0])

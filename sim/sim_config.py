@@ -1,0 +1,98 @@
+"""``m3fed sim``'s settings: one frozen, validated config, importable without torch (the CLI's defaults)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from server.site_dp import SiteDPConfig
+from server.strategy import STRATEGIES, check_schedule
+from shared_model.config import get_preset
+from shared_model.errors import CheckpointError
+from sim.partition import SiteSpec, parse_partition
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    data: str
+    out: str
+    sites: int = 4
+    rounds: int = 12
+    partition: str = "dirichlet:0.5"
+    languages: tuple[str, ...] = ("en", "zh", "en", "zh")  # one per site, cycled
+    text_only_sites: int = 1  # the last N sites keep reports only
+    local_epochs: int = 2
+    lm_local_epochs: int = 0  # report-generation rounds (0: same as local_epochs)
+    batch_size: int = 32
+    schedule: str = "staged:8"  # 8 contrastive rounds, then report generation
+    preset: str = "tiny"
+    seed: int = 0
+    timeout: float = 3600.0
+    drop_sites: int = 0  # sites that die mid-round from the middle round on, chosen from the seed
+    strategy: str = "fedavg"
+    proximal_mu: float = 0.01
+    server_lr: float = 0.01
+    lr: float = 1e-3
+    # Report generation: a site holds a quarter of the reports, so per round it takes a quarter of
+    # pooled training's steps; smaller batches and a higher rate give its decoder steps that count
+    # (BENCHMARKS.md, LM replay).
+    lm_lr: float = 3e-3
+    lm_batch_size: int = 16
+    # Each site keeps its AdamW state across its rounds (the baselines do the same); False: a
+    # fresh optimiser every round (BENCHMARKS.md compares the two).
+    keep_optimizer: bool = True
+    min_live_sites: int = 1
+    client_eval_every: int = 0
+    # Ray runs floor(cores / cpus_per_site) sites at once. All cores to one site at a time keeps a
+    # large site from straggling on one core while the others idle (Dirichlet sizes are skewed).
+    cpus_per_site: int = max(1, os.cpu_count() or 1)
+    compare: bool = True  # also train pooled and single-site baselines on the same schedule
+    dp: str | None = None  # a site privacy policy (YAML) given to every site: DP-SGD, ledgers, refusal
+    secagg: bool = False  # Flower's SecAgg+ on the sites' updates
+    secagg_threshold: float = 0.6  # reconstruction threshold: a count (>1) or a fraction of the shares
+    secagg_shares: float = 1.0  # num_shares: a count (>1) or a fraction of the round's sites (1.0: all)
+    secagg_timeout: float = 600.0  # seconds per protocol stage
+    site_dp: float = 0.0  # site-level DP: noise multiplier z on the mean of clipped site updates (0: off)
+    site_dp_clip: float = 1.0  # L2 clipping norm C of one site's update
+    site_dp_delta: float = 1e-5
+    site_dp_max_epsilon: float = 0.0  # 0: no limit; otherwise stop before a round would exceed it
+    # An m3fed checkpoint (e.g. pretrained on public data) the federation and its baselines start from
+    # instead of weights drawn from the seed.
+    init: str | None = None
+
+    def __post_init__(self) -> None:
+        parse_partition(self.partition)
+        if self.sites < 2:
+            raise ValueError("--sites must be at least 2")
+        if not 0 <= self.text_only_sites < self.sites:
+            raise ValueError("--text-only-sites must leave at least one site with images")
+        if self.rounds < 1 or self.local_epochs < 1 or self.lm_local_epochs < 0:
+            raise ValueError("--rounds and --local-epochs must be at least 1")
+        if self.batch_size < 2 or self.lm_batch_size < 1:
+            raise ValueError("--batch-size must be at least 2 and --lm-batch-size at least 1")
+        if not 0 <= self.drop_sites < self.sites:
+            raise ValueError("--drop-sites must leave at least one site alive")
+        if any(lang not in ("en", "zh") for lang in self.languages):
+            raise ValueError("--languages takes en and zh")
+        check_schedule(self.schedule)
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"--strategy must be one of {', '.join(STRATEGIES)}")
+        if not 1 <= self.min_live_sites <= self.sites:
+            raise ValueError("--min-live-sites must be between 1 and --sites")
+        if self.secagg_threshold <= 0 or self.secagg_timeout <= 0 or self.secagg_shares <= 0:
+            raise ValueError("--secagg-threshold, --secagg-shares and --secagg-timeout must be > 0")
+        self.site_dp_config().check_compatible(strategy=self.strategy, secagg=self.secagg)
+        if self.init:  # refused here, before any Flower process starts, rather than inside the ServerApp
+            from shared_model.checkpoint import check_model_config, read_metadata
+
+            try:
+                check_model_config(read_metadata(self.init), get_preset(self.preset), self.init)
+            except CheckpointError as exc:
+                raise ValueError(f"--init: {exc}") from None
+
+    def site_dp_config(self) -> SiteDPConfig:
+        return SiteDPConfig(noise_multiplier=self.site_dp, clipping_norm=self.site_dp_clip,
+                            delta=self.site_dp_delta, max_epsilon=self.site_dp_max_epsilon)
+
+    def site_specs(self) -> list[SiteSpec]:
+        return [SiteSpec(f"site-{i + 1}", self.languages[i % len(self.languages)],
+                         text_only=i >= self.sites - self.text_only_sites) for i in range(self.sites)]
