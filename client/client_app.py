@@ -58,6 +58,12 @@ def site_state_dir(context: Context) -> Path:
     return Path(data_path_of(context)).parent / "state"
 
 
+def decoded_cache_dir(context: Context) -> str | None:
+    """A deployed site keeps its decoded images under its state dir (``client.decoded_cache``); a
+    simulated site's worker process lives for the whole run and keeps them in memory instead."""
+    return str(Path(str(context.node_config["state-dir"])) / "decoded") if "state-dir" in context.node_config else None
+
+
 def _site_record(context: Context) -> ConfigRecord:
     return ConfigRecord({"name": site_name_of(context)})
 
@@ -108,7 +114,7 @@ def train_content(content: RecordDict, context: Context, index: int) -> RecordDi
     started = time.perf_counter()
     rc, config = context.run_config, content["config"]
     model, cfg, device = _global_model(content, context)
-    examples = site_examples(data_path_of(context), cfg.image_size)
+    examples = site_examples(data_path_of(context), cfg.image_size, "train", decoded_cache_dir(context))
     train_cfg = TrainConfig(batch_size=int(rc["batch-size"]), lr=float(rc["lr"]), lm_lr=float(rc["lm-lr"]),
                             lm_batch_size=int(rc["lm-batch-size"]) or None)
     # Seeded by site, not by node id (random per run), so the same seed gives the same run.
@@ -167,7 +173,8 @@ def declare(msg: Message, context: Context, index: int) -> Message:
     from client.site import declaration, site_examples
     from client.site_privacy import site_privacy
 
-    examples = site_examples(data_path_of(context), get_preset(str(context.run_config["preset"])).image_size)
+    examples = site_examples(data_path_of(context), get_preset(str(context.run_config["preset"])).image_size, "train",
+                             decoded_cache_dir(context))
     metrics: dict = {"site-index": index}
     privacy = site_privacy(context, examples)
     if privacy is not None:
@@ -185,7 +192,8 @@ def evaluate(msg: Message, context: Context, index: int) -> Message:
 
     model, cfg, device = _global_model(msg.content, context)
     data = data_path_of(context)
-    metrics = local_evaluation(model, data, cfg.image_size, device, seed=int(context.run_config["seed"]))
+    metrics = local_evaluation(model, data, cfg.image_size, device, seed=int(context.run_config["seed"]),
+                               cache_dir=decoded_cache_dir(context))
     policy = site_policy(context)
     if policy is not None and "eval-metrics" not in policy.release:  # the site's policy keeps them home
         metrics = {"num-examples": metrics["num-examples"], "withheld": 1}

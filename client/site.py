@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 
-from client.dataset import Examples, decode, pair_batches, text_batches
+from client.dataset import Examples, pair_batches, text_batches
+from client.decoded_cache import decode_cached
 from client.evaldata import bank_texts, evaluation_inputs
 from client.sources import load_records
 from shared_model.evaluate import evaluate_model
@@ -20,13 +22,15 @@ OBJECTIVES = ("contrastive", "report-generation")
 
 
 @lru_cache(maxsize=8)
-def site_examples(data_path: str, image_size: int, split: str = "train") -> Examples:
-    """The site's examples of one split, decoded once per process (a SuperNode process serves many rounds).
+def site_examples(data_path: str, image_size: int, split: str = "train", cache_dir: str | None = None) -> Examples:
+    """The site's examples of one split, decoded once per process and, with ``cache_dir``, once per
+    state of the data (a deployed SuperNode starts a process per message: ``client.decoded_cache``).
 
     ``train`` rows are trained on; ``test`` rows only evaluate the global model at the site.
     """
     records, report = load_records(data_path)
-    return decode([r for r in records if r.split == split], image_size, report)
+    return decode_cached([r for r in records if r.split == split], image_size, report,
+                         cache_dir=Path(cache_dir) if cache_dir else None, name=split)
 
 
 def example_count(examples: Examples, objective: str) -> int:
@@ -87,17 +91,18 @@ def local_update(model: M3FM, examples: Examples, objective: str, *, train: Trai
     return loss, n
 
 
-def local_evaluation(model: M3FM, data_path: str, image_size: int, device: torch.device, *, seed: int) -> dict:
+def local_evaluation(model: M3FM, data_path: str, image_size: int, device: torch.device, *, seed: int,
+                     cache_dir: str | None = None) -> dict:
     """The global model on the site's own test patients, in the site's language(s).
 
     The memory bank comes from the site's own training reports: it is built here and never leaves.
     """
-    test = site_examples(data_path, image_size, "test")
+    test = site_examples(data_path, image_size, "test", cache_dir)
     inputs = evaluation_inputs(test, DEFAULT_EVAL_LABELS)
     if not len(inputs["images"]) or not inputs["references"]:
         return {"num-examples": 0, "auc-macro": float("nan"), "bleu4": 0.0}
     languages = tuple(sorted(inputs["references"]))
-    bank = bank_texts(site_examples(data_path, image_size, "train").records, 2000, seed)
+    bank = bank_texts(site_examples(data_path, image_size, "train", cache_dir).records, 2000, seed)
     final = evaluate_model(model, **inputs, bank_texts=bank or inputs["references"][languages[0]][1],
                            device=device, languages=languages)
     bleu = {lang: final["bleu"][lang]["bleu4"] for lang in languages}
