@@ -203,6 +203,9 @@ def _federation(env, tag: str, *run_args: str, dp: bool) -> dict:
     assert doc["final"]["auc_macro"] is not None and doc["final"]["bleu"]
     assert doc["rounds"][-1]["site_eval"]["site-1"]["status"] == "ok"
     assert (env["root"] / f"run-{tag}" / "model.safetensors").is_file()
+    # Each message ran in a new process; the site decoded its images once and kept them at home.
+    decoded = env["root"] / "site-state" / "site-1" / str(dp) / "decoded"
+    assert {p.name.split("-")[0] for p in decoded.glob("*.safetensors")} == {"train", "test"}
     return doc
 
 
