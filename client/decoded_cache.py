@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from client.dataset import Examples, decode
@@ -73,7 +74,7 @@ def _read(tensors_file: Path, meta_file: Path, key: str, report: DataReport) -> 
         records = [Record(**r) for r in meta["records"]]
         if tensors["image_index"].shape[0] != len(records):
             return None
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError):
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError):
         return None  # missing, partly written or foreign: decode again
     for path, reason in meta["skipped"]:  # what decoding skipped is reported as if it had just run
         report.skip(path, reason)

@@ -66,6 +66,9 @@ def test_a_changed_image_or_a_broken_cache_means_decoding_afresh(site, tmp_path,
     next(cache_dir.glob("*.json")).write_text("{not json", encoding="utf-8")
     again, _ = _decode(site, cache_dir)
     assert calls == [1, 1] and _same(again.records, first.records)
+    next(cache_dir.glob("*.safetensors")).write_bytes(b"\x00" * 64)
+    again, _ = _decode(site, cache_dir)
+    assert calls == [1, 1, 1] and torch.equal(again.images, first.images)
 
 
 def test_an_image_that_failed_to_decode_is_reported_again_from_the_cache(site, tmp_path):
