@@ -165,6 +165,7 @@ class ObjectiveRounds:
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
                            ) -> Iterable[Message]:
         global_round = server_round + self.round_offset
+        self._eval_skipped = []  # Flower calls aggregate_evaluate every round, asked or not
         last = global_round == self.total_rounds
         due = self.client_eval_every > 0 and global_round % self.client_eval_every == 0
         if not (last or due) or self.round_log.get(global_round, {}).get("stopped"):

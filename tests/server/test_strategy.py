@@ -118,17 +118,22 @@ def test_a_site_without_images_is_not_asked_to_evaluate():
     grid = _DeclaringGrid({11: ["contrastive", "report-generation"], 12: ["report-generation"]})
     grid.images = {11: True, 12: False}
     strategy = make_strategy("fedavg", options={}, schedule="contrastive", site_names=[], round_offset=0,
-                             total_rounds=1, fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=1,
-                             min_evaluate_nodes=1, min_available_nodes=2, declarations=SiteDeclarations(timeout=5))
+                             total_rounds=4, client_eval_every=2, fraction_train=1.0, fraction_evaluate=1.0,
+                             min_train_nodes=1, min_evaluate_nodes=1, min_available_nodes=2,
+                             declarations=SiteDeclarations(timeout=5))
     arrays = ArrayRecord({"clip.w": Array(np.zeros(2, np.float32))})
     strategy.configure_train(1, arrays, ConfigRecord({}), grid)
-    asked = [m.metadata.dst_node_id for m in strategy.configure_evaluate(1, arrays, ConfigRecord({}), grid)]
+    asked = [m.metadata.dst_node_id for m in strategy.configure_evaluate(2, arrays, ConfigRecord({}), grid)]
     assert asked == [11]
     reply = Message(RecordDict({"metrics": MetricRecord({"num-examples": 4, "site-index": -1, "auc-macro": 0.7,
                                                          "bleu4": 0.2, "bleu4-zh": 0.2}),
                                 "site": ConfigRecord({"name": "h11"})}), reply_to=next(iter(
-                                    strategy.configure_evaluate(1, arrays, ConfigRecord({}), grid))))
-    strategy.aggregate_evaluate(1, [reply])
-    per_site = strategy.site_eval[1]
+                                    strategy.configure_evaluate(2, arrays, ConfigRecord({}), grid))))
+    strategy.aggregate_evaluate(2, [reply])
+    per_site = strategy.site_eval[2]
     assert per_site["h11"]["status"] == "ok" and per_site["h11"]["auc_macro"] == 0.7
     assert per_site["h12"] == {"status": "not asked: the site declared no images", "test_images": 0}
+    # Round 3 is not an evaluation round: Flower still calls aggregate_evaluate, and nothing is recorded.
+    assert list(strategy.configure_evaluate(3, arrays, ConfigRecord({}), grid)) == []
+    strategy.aggregate_evaluate(3, [])
+    assert 3 not in strategy.site_eval
