@@ -5,7 +5,6 @@ import math
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 
 from shared_model.device import autocast
 from shared_model.findings import prompt_pair
@@ -43,6 +42,10 @@ def zero_shot_auc(model: M3FM, image_emb: torch.Tensor, labels: dict[str, np.nda
     Label values 1 are positives; 0 and blank (not mentioned) negatives; -1 (uncertain) is left out.
     Findings whose test labels hold a single class are left out of the macro average.
     """
+    # Imported here: sklearn.metrics takes ~1.3 s, and a deployed site starts a fresh process
+    # for every message, most of which (training, SecAgg+ stages) never score anything.
+    from sklearn.metrics import roc_auc_score
+
     per_label: dict[str, float] = {}
     per_language: dict[str, dict[str, float]] = {lang: {} for lang in languages}
     for name, values in labels.items():
