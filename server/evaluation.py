@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from client.dataset import decode
 from client.evaldata import bank_texts, evaluation_inputs, image_groups
 from client.sources import load_records
 from shared_model.findings import DEFAULT_EVAL_LABELS
-from shared_model.evaluate import evaluate_model
+from shared_model.evaluate import PROMPT_LANGUAGES, embed_images, ensemble, evaluate_model, finding_scores, scorable
 from shared_model.model import M3FM
 
 
@@ -48,6 +49,12 @@ class ServerEvaluation:
     def __call__(self, model: M3FM, device: torch.device, *, reports: bool) -> dict:
         return evaluate_model(model, **self.inputs, bank_texts=self.bank, device=device, reports=reports,
                               groups=self.groups if reports else None)
+
+    def finding_scores(self, model: M3FM, device: torch.device) -> dict[str, np.ndarray]:
+        """Each test image's score per scorable finding, as the AUC uses it (for paired comparisons)."""
+        labels = scorable(self.inputs["labels"])
+        image_emb = embed_images(model, self.inputs["images"], device)
+        return ensemble(finding_scores(model, image_emb, labels, PROMPT_LANGUAGES, device))
 
 
 def federated_metrics(per_site: dict[str, dict]) -> dict:

@@ -12,6 +12,8 @@ from shared_model.lm import project_onto_bank
 from shared_model.model import M3FM
 from shared_model.text_metrics import score_reports
 
+PROMPT_LANGUAGES = ("en", "zh")  # zero-shot prompts are scored in both and averaged
+
 
 @torch.no_grad()
 def embed_images(model: M3FM, images: torch.Tensor, device: torch.device, batch_size: int = 128) -> torch.Tensor:
@@ -35,6 +37,29 @@ def embed_texts(model: M3FM, texts: list[str], device: torch.device, batch_size:
     return torch.cat(out) if out else torch.zeros(0, model.cfg.embed_dim)
 
 
+def finding_scores(model: M3FM, image_emb: torch.Tensor, names, languages: tuple[str, ...],
+                   device: torch.device) -> dict[str, dict[str, np.ndarray]]:
+    """finding -> language -> each image's (positive − negative prompt) similarity."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for name in names:
+        out[name] = {}
+        for lang in languages:
+            pos, neg = embed_texts(model, list(prompt_pair(name, lang)), device)
+            out[name][lang] = (image_emb @ (pos - neg)).cpu().numpy()
+    return out
+
+
+def ensemble(scores: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The score a finding's AUC is computed from: the mean over the prompt languages."""
+    return {name: np.mean(list(by_lang.values()), axis=0) for name, by_lang in scores.items()}
+
+
+def scorable(labels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Findings whose test labels hold both classes once uncertain (-1) values are left out."""
+    return {name: values for name, values in labels.items()
+            if len(set((values[values != -1] == 1).tolist())) == 2}
+
+
 def zero_shot_auc(model: M3FM, image_emb: torch.Tensor, labels: dict[str, np.ndarray],
                   languages: tuple[str, ...], device: torch.device) -> dict:
     """AUC per finding from (positive - negative) prompt similarity, prompts averaged over languages.
@@ -46,20 +71,16 @@ def zero_shot_auc(model: M3FM, image_emb: torch.Tensor, labels: dict[str, np.nda
     # for every message, most of which (training, SecAgg+ stages) never score anything.
     from sklearn.metrics import roc_auc_score
 
+    labels = scorable(labels)
+    scores = finding_scores(model, image_emb, labels, languages, device)
     per_label: dict[str, float] = {}
     per_language: dict[str, dict[str, float]] = {lang: {} for lang in languages}
     for name, values in labels.items():
         usable = values != -1
         target = (values[usable] == 1).astype(int)
-        if len(set(target.tolist())) < 2:
-            continue
-        scores = []
         for lang in languages:
-            pos, neg = embed_texts(model, list(prompt_pair(name, lang)), device)
-            score = (image_emb @ (pos - neg)).cpu().numpy()
-            per_language[lang][name] = float(roc_auc_score(target, score[usable]))
-            scores.append(score)
-        per_label[name] = float(roc_auc_score(target, np.mean(scores, axis=0)[usable]))
+            per_language[lang][name] = float(roc_auc_score(target, scores[name][lang][usable]))
+        per_label[name] = float(roc_auc_score(target, ensemble({name: scores[name]})[name][usable]))
     macro = float(np.mean(list(per_label.values()))) if per_label else math.nan
     return {"auc_macro": macro, "auc_per_label": per_label,
             "auc_macro_by_language": {lang: float(np.mean(list(v.values()))) if v else math.nan
@@ -89,7 +110,7 @@ def report_metrics(references: list[str], hypotheses: list[str], language: str) 
 
 def evaluate_model(model: M3FM, *, images: torch.Tensor, labels: dict[str, np.ndarray],
                    references: dict[str, tuple[list[int], list[str]]], bank_texts: list[str],
-                   device: torch.device, num_beams: int = 1, languages: tuple[str, ...] = ("en", "zh"),
+                   device: torch.device, num_beams: int = 1, languages: tuple[str, ...] = PROMPT_LANGUAGES,
                    reports: bool = True, groups: dict[str, set[int]] | None = None) -> dict:
     """The ``final`` block of results.json.
 

@@ -21,6 +21,7 @@ from shared_model.config import ModelConfig
 from shared_model.kept_state import InMemory
 from shared_model.model import M3FM
 from shared_model.objectives import TrainConfig
+from sim.significance import paired_auc_difference
 
 
 def site_manifests(run_dir: Path, sites: list[str]) -> dict[str, Path]:
@@ -61,8 +62,11 @@ def replay_schedule(model: M3FM, examples: Examples, *, rounds: int, schedule: s
 
 def run_baselines(*, run_dir: Path, sites: list[dict], model_cfg: ModelConfig, evaluation, device: torch.device,
                   init_seed: int, init: str | None = None, on_event: Callable[..., None] | None = None,
-                  **schedule) -> dict:
-    """Pooled (every site's data, both objectives) and each image site alone (contrastive rounds: AUC)."""
+                  federated: M3FM | None = None, **schedule) -> dict:
+    """Pooled (every site's data, both objectives) and each image site alone (contrastive rounds: AUC).
+
+    With the ``federated`` model: how sure its AUC difference to each is (``sim.significance``).
+    """
     on_event = on_event or (lambda **_: None)
     manifests = site_manifests(run_dir, [s["name"] for s in sites])
 
@@ -76,6 +80,7 @@ def run_baselines(*, run_dir: Path, sites: list[dict], model_cfg: ModelConfig, e
     final = evaluation(model, device, reports=True)
     pooled = {"auc_macro": final["auc_macro"], "bleu": {k: v["bleu4"] for k, v in final["bleu"].items()},
               "seconds": seconds}
+    scores = {"pooled": evaluation.finding_scores(model, device)}
     single = {}
     for site in sites:
         if site["text_only"]:
@@ -84,5 +89,13 @@ def run_baselines(*, run_dir: Path, sites: list[dict], model_cfg: ModelConfig, e
                                ("contrastive",))
         single[site["name"]] = {"auc_macro": evaluation(model, device, reports=False)["auc_macro"], "bleu": None,
                                 "seconds": seconds}
+        scores[site["name"]] = evaluation.finding_scores(model, device)
     best = max(single, key=lambda name: single[name]["auc_macro"]) if single else None
-    return {"pooled": pooled, "single_sites": single, "best_single_site": best}
+    result = {"pooled": pooled, "single_sites": single, "best_single_site": best}
+    if federated is not None:
+        fed, labels = evaluation.finding_scores(federated, device), evaluation.inputs["labels"]
+        result["auc_difference"] = {
+            "method": "paired bootstrap over the test images (the training seed's spread is not included)",
+            **{key: paired_auc_difference(fed, scores[name], labels)
+               for key, name in (("pooled", "pooled"), ("best_single_site", best)) if name}}
+    return result

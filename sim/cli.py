@@ -102,16 +102,18 @@ def _sim(args: argparse.Namespace) -> int:
 def _print_comparison(console, results: dict) -> None:
     from rich.table import Table
 
-    from sim.report import _bleu, comparison_rows
+    from sim.report import _bleu, comparison_rows, difference_text
 
     rows = comparison_rows(results)
     langs = sorted({lang for _, m in rows for lang in (m.get("bleu") or {})})
     table = Table(title="federated vs pooled vs best single site (same test split)")
-    for column in ["model", "macro AUC", *[f"BLEU-4 {lang}" for lang in langs], "seconds"]:
+    columns = ["model", "macro AUC", "federated − this (95% interval)", *[f"BLEU-4 {lang}" for lang in langs], "seconds"]
+    for column in columns:
         table.add_column(column, justify="left" if column == "model" else "right")
     fmt = lambda v, d=3: "—" if v is None else f"{v:.{d}f}"  # noqa: E731
     for label, m in rows:
-        table.add_row(label, fmt(m["auc_macro"]), *[fmt(_bleu(m, lang)) for lang in langs], fmt(m.get("seconds"), 0))
+        table.add_row(label, fmt(m["auc_macro"]), difference_text(m), *[fmt(_bleu(m, lang)) for lang in langs],
+                      fmt(m.get("seconds"), 0))
     console.print(table)
     if results.get("stopped"):
         console.print(f"[yellow]run stopped early: {results['stopped']}[/]")

@@ -15,16 +15,30 @@ def _f(value, digits: int = 3) -> str:
 
 
 def comparison_rows(results: dict) -> list[tuple[str, dict]]:
-    """(label, metrics) for federated, pooled and the best single site, when present."""
+    """(label, metrics) for federated, pooled and the best single site, when present.
+
+    A baseline's metrics carry ``auc_difference`` (federated minus it, with its interval) when known.
+    """
     train_seconds = sum(r.get("seconds") or 0 for r in results["rounds"])
     rows = [("federated", {**results["final"], "seconds": train_seconds})]
     base = results.get("baselines") or {}
+    diff = base.get("auc_difference") or {}
     if "pooled" in base:
-        rows.append(("pooled (same schedule)", base["pooled"]))
+        rows.append(("pooled (same schedule)", {**base["pooled"], "auc_difference": diff.get("pooled")}))
     best = base.get("best_single_site")
     if best:
-        rows.append((f"best single site ({best})", base["single_sites"][best]))
+        rows.append((f"best single site ({best})",
+                     {**base["single_sites"][best], "auc_difference": diff.get("best_single_site")}))
     return rows
+
+
+def difference_text(metrics: dict) -> str:
+    """'+0.043 (−0.012 to +0.097)': federated minus this model's macro AUC, 95% interval."""
+    d = metrics.get("auc_difference")
+    if not d or d.get("difference") is None:
+        return "—"
+    low, high = d["ci95"]
+    return f"{d['difference']:+.3f} ({low:+.3f} to {high:+.3f})"
 
 
 def _bleu(metrics: dict, lang: str):
@@ -135,11 +149,15 @@ def write_report(run_dir: Path) -> Path:
     if results.get("stopped"):
         lines += [f"**Run stopped early:** {results['stopped']}", ""]
     lines += ["## Federated vs pooled vs best single site (same test split)", "",
-              "| model | macro AUC | " + " | ".join(f"BLEU-4 {lang}" for lang in langs) + " | train seconds |",
-              "|---|---|" + "---|" * len(langs) + "---|"]
+              "| model | macro AUC | federated − this (95% interval) | "
+              + " | ".join(f"BLEU-4 {lang}" for lang in langs) + " | train seconds |",
+              "|---|---|---|" + "---|" * len(langs) + "---|"]
     for label, m in comparison_rows(results):
-        lines.append(f"| {label} | {_f(m['auc_macro'])} | " + " | ".join(_f(_bleu(m, lang)) for lang in langs)
-                     + f" | {_f(m.get('seconds'), 0)} |")
+        lines.append(f"| {label} | {_f(m['auc_macro'])} | {difference_text(m)} | "
+                     + " | ".join(_f(_bleu(m, lang)) for lang in langs) + f" | {_f(m.get('seconds'), 0)} |")
+    method = ((results.get("baselines") or {}).get("auc_difference") or {}).get("method")
+    if method:
+        lines += ["", f"Intervals: {method}; one model's AUC also moves with the training seed."]
     by_site = results["final"].get("bleu4_by_group", {})
     if by_site:
         lines += ["", "## Reports per site's test patients (BLEU-4, every language)", "",

@@ -16,6 +16,8 @@ from privacy.policy import load_policy
 from privacy.statement import privacy_statement
 from server.evaluation import ServerEvaluation
 from server.results import update_results
+from server.run_state import WEIGHTS
+from shared_model.checkpoint import load_checkpoint
 from shared_model.config import get_preset
 from shared_model.device import resolve_device
 from shared_model.objectives import TrainConfig
@@ -98,8 +100,9 @@ def _baselines(cfg: SimConfig, out: Path, specs: list[dict], on_event) -> dict:
     evaluation = ServerEvaluation(str(Path(cfg.data).resolve()), model_cfg.image_size, seed=cfg.seed, run_dir=out,
                                   sites=[s["name"] for s in specs])
     train = TrainConfig(batch_size=cfg.batch_size, lr=cfg.lr, lm_lr=cfg.lm_lr, lm_batch_size=cfg.lm_batch_size)
+    federated, _ = load_checkpoint(out / WEIGHTS)
     return run_baselines(run_dir=out, sites=specs, model_cfg=model_cfg, evaluation=evaluation, device=device,
-                         init_seed=cfg.seed, init=cfg.init, on_event=on_event, rounds=cfg.rounds, schedule=cfg.schedule,
+                         federated=federated.to(device), init_seed=cfg.seed, init=cfg.init, on_event=on_event, rounds=cfg.rounds, schedule=cfg.schedule,
                          local_epochs=cfg.local_epochs, lm_local_epochs=cfg.lm_local_epochs, train=train, seed=cfg.seed,
                          keep_optimizer=cfg.keep_optimizer)
 

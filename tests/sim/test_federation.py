@@ -83,6 +83,11 @@ def test_comparison_client_evaluation_and_report(federated_run):
     # Pooled trains both objectives; single sites with images only, the text-only site has none.
     assert set(base["pooled"]["bleu"]) == {"en", "zh"} and base["pooled"]["auc_macro"] is not None
     assert set(base["single_sites"]) == {"site-1", "site-2"} and base["best_single_site"] in base["single_sites"]
+    # The federated model's AUC difference to each, with its paired-bootstrap interval.
+    for key, other in (("pooled", base["pooled"]), ("best_single_site", base["single_sites"][base["best_single_site"]])):
+        diff = base["auc_difference"][key]
+        assert diff["difference"] == pytest.approx(doc["final"]["auc_macro"] - other["auc_macro"], abs=1e-6)
+        assert diff["ci95"][0] <= diff["difference"] <= diff["ci95"][1] and diff["ci95"][0] < diff["ci95"][1]
     # Each image site evaluated the final model on its own test patients, in its own language.
     site_eval = doc["rounds"][-1]["site_eval"]
     assert set(site_eval) == {"site-1", "site-2", "site-3"}
@@ -93,7 +98,7 @@ def test_comparison_client_evaluation_and_report(federated_run):
     by_site = doc["final"]["bleu4_by_group"]
     assert set(by_site["site-1"]) == {"en", "zh"} and set(by_site["site-2"]) == {"en", "zh"}
     report = (federated_run / "report.md").read_text(encoding="utf-8")
-    assert "best single site (" in report and "cross-language" in report
+    assert "best single site (" in report and "cross-language" in report and "95% interval" in report
     for plot in ("metric_per_round.png", "site_contribution.png"):
         assert (federated_run / plot).read_bytes()[:4] == b"\x89PNG"
 
