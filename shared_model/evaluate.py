@@ -73,6 +73,7 @@ def zero_shot_auc(model: M3FM, image_emb: torch.Tensor, labels: dict[str, np.nda
 
     labels = scorable(labels)
     scores = finding_scores(model, image_emb, labels, languages, device)
+    ensembled = ensemble(scores)
     per_label: dict[str, float] = {}
     per_language: dict[str, dict[str, float]] = {lang: {} for lang in languages}
     for name, values in labels.items():
@@ -80,7 +81,7 @@ def zero_shot_auc(model: M3FM, image_emb: torch.Tensor, labels: dict[str, np.nda
         target = (values[usable] == 1).astype(int)
         for lang in languages:
             per_language[lang][name] = float(roc_auc_score(target, scores[name][lang][usable]))
-        per_label[name] = float(roc_auc_score(target, ensemble({name: scores[name]})[name][usable]))
+        per_label[name] = float(roc_auc_score(target, ensembled[name][usable]))
     macro = float(np.mean(list(per_label.values()))) if per_label else math.nan
     return {"auc_macro": macro, "auc_per_label": per_label,
             "auc_macro_by_language": {lang: float(np.mean(list(v.values()))) if v else math.nan

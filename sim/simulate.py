@@ -100,11 +100,12 @@ def _baselines(cfg: SimConfig, out: Path, specs: list[dict], on_event) -> dict:
     evaluation = ServerEvaluation(str(Path(cfg.data).resolve()), model_cfg.image_size, seed=cfg.seed, run_dir=out,
                                   sites=[s["name"] for s in specs])
     train = TrainConfig(batch_size=cfg.batch_size, lr=cfg.lr, lm_lr=cfg.lm_lr, lm_batch_size=cfg.lm_batch_size)
-    federated, _ = load_checkpoint(out / WEIGHTS)
+    # The run's last global weights; a run that ended before writing any has no difference to show.
+    federated = load_checkpoint(out / WEIGHTS)[0].to(device) if (out / WEIGHTS).is_file() else None
     return run_baselines(run_dir=out, sites=specs, model_cfg=model_cfg, evaluation=evaluation, device=device,
-                         federated=federated.to(device), init_seed=cfg.seed, init=cfg.init, on_event=on_event, rounds=cfg.rounds, schedule=cfg.schedule,
-                         local_epochs=cfg.local_epochs, lm_local_epochs=cfg.lm_local_epochs, train=train, seed=cfg.seed,
-                         keep_optimizer=cfg.keep_optimizer)
+                         federated=federated, init_seed=cfg.seed, init=cfg.init, on_event=on_event,
+                         rounds=cfg.rounds, schedule=cfg.schedule, local_epochs=cfg.local_epochs,
+                         lm_local_epochs=cfg.lm_local_epochs, train=train, seed=cfg.seed, keep_optimizer=cfg.keep_optimizer)
 
 
 def resume_config(run_dir: str | Path) -> SimConfig:
