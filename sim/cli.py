@@ -107,7 +107,7 @@ def _print_comparison(console, results: dict) -> None:
     rows = comparison_rows(results)
     langs = sorted({lang for _, m in rows for lang in (m.get("bleu") or {})})
     table = Table(title="federated vs pooled vs best single site (same test split)")
-    columns = ["model", "macro AUC", "federated − this (95% interval)", *[f"BLEU-4 {lang}" for lang in langs], "seconds"]
+    columns = ["model", "macro AUC", "fed − this (95% CI)", *[f"BLEU-4 {lang}" for lang in langs], "seconds"]
     for column in columns:
         table.add_column(column, justify="left" if column == "model" else "right")
     fmt = lambda v, d=3: "—" if v is None else f"{v:.{d}f}"  # noqa: E731

@@ -157,7 +157,7 @@ def write_report(run_dir: Path) -> Path:
                      + " | ".join(_f(_bleu(m, lang)) for lang in langs) + f" | {_f(m.get('seconds'), 0)} |")
     method = ((results.get("baselines") or {}).get("auc_difference") or {}).get("method")
     if method:
-        lines += ["", f"Intervals: {method}; one model's AUC also moves with the training seed."]
+        lines += ["", f"Intervals: {method}."]
     by_site = results["final"].get("bleu4_by_group", {})
     if by_site:
         lines += ["", "## Reports per site's test patients (BLEU-4, every language)", "",
