@@ -33,7 +33,7 @@ def comparison_rows(results: dict) -> list[tuple[str, dict]]:
 
 
 def difference_text(metrics: dict) -> str:
-    """'+0.043 (−0.012 to +0.097)': federated minus this model's macro AUC, 95% interval."""
+    """'+0.043 (+0.017 to +0.069)': federated minus this model's macro AUC, then its 95% interval."""
     d = metrics.get("auc_difference")
     if not d or d.get("difference") is None:
         return "—"
