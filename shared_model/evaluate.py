@@ -60,6 +60,20 @@ def scorable(labels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             if len(set((values[values != -1] == 1).tolist())) == 2}
 
 
+def auc_per_finding(scores: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> dict[str, float]:
+    """AUC of each scorable finding from each image's score; uncertain (-1) images left out."""
+    # Imported here: sklearn.metrics takes ~1.3 s, and a deployed site starts a fresh process
+    # for every message, most of which (training, SecAgg+ stages) never score anything.
+    from sklearn.metrics import roc_auc_score
+
+    return {name: float(roc_auc_score(values[values != -1] == 1, scores[name][values != -1]))
+            for name, values in scorable(labels).items()}
+
+
+def macro(per_finding: dict[str, float]) -> float:
+    return float(np.mean(list(per_finding.values()))) if per_finding else math.nan
+
+
 def zero_shot_auc(model: M3FM, image_emb: torch.Tensor, labels: dict[str, np.ndarray],
                   languages: tuple[str, ...], device: torch.device) -> dict:
     """AUC per finding from (positive - negative) prompt similarity, prompts averaged over languages.
@@ -67,25 +81,12 @@ def zero_shot_auc(model: M3FM, image_emb: torch.Tensor, labels: dict[str, np.nda
     Label values 1 are positives; 0 and blank (not mentioned) negatives; -1 (uncertain) is left out.
     Findings whose test labels hold a single class are left out of the macro average.
     """
-    # Imported here: sklearn.metrics takes ~1.3 s, and a deployed site starts a fresh process
-    # for every message, most of which (training, SecAgg+ stages) never score anything.
-    from sklearn.metrics import roc_auc_score
-
-    labels = scorable(labels)
-    scores = finding_scores(model, image_emb, labels, languages, device)
-    ensembled = ensemble(scores)
-    per_label: dict[str, float] = {}
-    per_language: dict[str, dict[str, float]] = {lang: {} for lang in languages}
-    for name, values in labels.items():
-        usable = values != -1
-        target = (values[usable] == 1).astype(int)
-        for lang in languages:
-            per_language[lang][name] = float(roc_auc_score(target, scores[name][lang][usable]))
-        per_label[name] = float(roc_auc_score(target, ensembled[name][usable]))
-    macro = float(np.mean(list(per_label.values()))) if per_label else math.nan
-    return {"auc_macro": macro, "auc_per_label": per_label,
-            "auc_macro_by_language": {lang: float(np.mean(list(v.values()))) if v else math.nan
-                                      for lang, v in per_language.items()}}
+    scores = finding_scores(model, image_emb, scorable(labels), languages, device)
+    per_label = auc_per_finding(ensemble(scores), labels)
+    per_language = {lang: auc_per_finding({name: s[lang] for name, s in scores.items()}, labels)
+                    for lang in languages}
+    return {"auc_macro": macro(per_label), "auc_per_label": per_label,
+            "auc_macro_by_language": {lang: macro(v) for lang, v in per_language.items()}}
 
 
 @torch.no_grad()

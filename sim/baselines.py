@@ -18,6 +18,7 @@ from client.sources.records import DataReport
 from server.strategy import local_epochs_for, objective_for, objective_progress
 from shared_model.checkpoint import initial_model
 from shared_model.config import ModelConfig
+from shared_model.evaluate import auc_per_finding, macro
 from shared_model.kept_state import InMemory
 from shared_model.model import M3FM
 from shared_model.objectives import TrainConfig
@@ -87,9 +88,9 @@ def run_baselines(*, run_dir: Path, sites: list[dict], model_cfg: ModelConfig, e
             continue  # no images: no zero-shot diagnosis to compare
         model, seconds = train(site["name"], load_site_examples([manifests[site["name"]]], model_cfg.image_size),
                                ("contrastive",))
-        single[site["name"]] = {"auc_macro": evaluation(model, device, reports=False)["auc_macro"], "bleu": None,
-                                "seconds": seconds}
         scores[site["name"]] = evaluation.finding_scores(model, device)
+        single[site["name"]] = {"auc_macro": macro(auc_per_finding(scores[site["name"]], evaluation.inputs["labels"])),
+                                "bleu": None, "seconds": seconds}
     best = max(single, key=lambda name: single[name]["auc_macro"]) if single else None
     result = {"pooled": pooled, "single_sites": single, "best_single_site": best}
     if federated is not None:
