@@ -120,7 +120,8 @@ def private_round(privacy: SitePrivacy, model, examples: Examples, objective: st
     result = private_update(model, examples, objective, train=train, epochs=epochs, seed=secrets.randbits(62),
                             device=device,
                             noise_multiplier=plan.noise_multiplier, max_grad_norm=p.max_grad_norm,
-                            batch_size=privacy.batch_size(units), unit=p.unit, public_texts=public_texts(), on_step=on_step,
+                            batch_size=privacy.batch_size(units), unit=p.unit, public_texts=public_texts(),
+                            layers=p.layers(objective), on_step=on_step,
                             proximal_mu=proximal_mu, progress=progress, memory=memory)
     if result.steps != plan.steps:
         raise RuntimeError(f"ran {result.steps} DP steps, planned {plan.steps}: refusing to release")

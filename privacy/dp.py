@@ -47,6 +47,10 @@ the decoder's in report-generation rounds (~37 % of the LM's; it is tied to the 
 whose bias still trains). Opacus materialises a dense batch × vocabulary × width per-sample
 gradient for such a table every step (contrastive: 0.89 → 0.54 s/step measured), and every frozen
 coordinate is one the DP noise no longer lands on. They keep the global model's values.
+With ``layers="top"`` (the policy's default for contrastive rounds) only each tower's last block,
+the ViT's final norm and the projections train: backward stops there, the DP contrastive step
+then costs less than the plain step, and in every comparison measured it was not less accurate
+(BENCHMARKS.md, issue C).
 
 FedProx's proximal gradient is added by the inner optimizer, after clipping and noise (it
 depends on no data). Not covered by ε: the returned loss (computed on private data,
@@ -71,6 +75,7 @@ from opacus.optimizers import DPOptimizer
 from opacus.validators import ModuleValidator
 
 from privacy.dp_losses import dp_contrastive_loss
+from privacy.policy import LAYERS
 
 # Same computation as torch's LayerNorm (a subclass); unregistered it would take the slow fallback.
 if timm.layers.LayerNorm not in GradSampleModule.GRAD_SAMPLERS:
@@ -253,13 +258,17 @@ def language_of(text: str) -> str:
 
 @contextlib.contextmanager
 def objective_parameters(model: M3FM, objective: str, *, public_texts: list[str], train: TrainConfig,
-                         device: torch.device) -> Iterator[torch.nn.Module]:
+                         device: torch.device, layers: str = "all") -> Iterator[torch.nn.Module]:
     """The submodule ``objective`` trains, with only the parameters its loss reaches left trainable.
 
     Opacus needs a per-sample gradient for every trainable parameter; those the loss never reaches
     (CLIP's temperature, used detached; the LM encoder's token embeddings, bypassed by its prefix)
     are frozen for the block. Which they are is probed on public texts: no privacy cost.
+    ``layers="top"`` also freezes everything below the module's ``top_layers()``: backward then
+    stops at the top, and the noise lands on those coordinates only.
     """
+    if layers not in LAYERS:
+        raise ValueError(f"layers must be one of {', '.join(LAYERS)}, got {layers!r}")
     module = model.clip if objective == "contrastive" else model.lm
     module.train()
     params = [p for p in module.parameters() if p.requires_grad]
@@ -275,6 +284,9 @@ def objective_parameters(model: M3FM, objective: str, *, public_texts: list[str]
     # Vocabulary tables (the text encoder's; the decoder's, tied to its output layer): see the module docstring.
     fallback |= {id(m.weight) for m in module.modules()
                  if isinstance(m, torch.nn.Embedding) and m.num_embeddings == model.tokenizer.vocab_size}
+    if layers == "top":
+        top = {id(p) for m in module.top_layers() for p in m.parameters()}
+        fallback |= {id(p) for p in params if id(p) not in top}
     frozen = [p for p, g in zip(params, grads) if g is None or id(p) in fallback]
     for p in frozen:
         p.requires_grad_(False)
@@ -301,7 +313,7 @@ def _subtree_owned(module: torch.nn.Module) -> list[torch.nn.Parameter]:
 
 def private_update(model: M3FM, examples: Examples, objective: str, *, train: TrainConfig, epochs: int, seed: int,
                    device: torch.device, noise_multiplier: float, max_grad_norm: float, batch_size: int, unit: str,
-                   public_texts: list[str], on_step: Callable[[float], None] | None = None,
+                   public_texts: list[str], layers: str, on_step: Callable[[float], None] | None = None,
                    proximal_mu: float = 0.0, noise_seed: int | None = None,
                    step_hook: Callable[[DPOptimizer], None] | None = None,
                    progress: tuple[float, float] | None = None,
@@ -334,7 +346,8 @@ def private_update(model: M3FM, examples: Examples, objective: str, *, train: Tr
 
     lr = train.lr if objective == "contrastive" else train.lm_lr
     noise_gen = None if noise_seed is None else torch.Generator(device=device).manual_seed(noise_seed)
-    with objective_parameters(model, objective, public_texts=public_texts, train=train, device=device) as module:
+    with objective_parameters(model, objective, public_texts=public_texts, train=train, device=device,
+                              layers=layers) as module:
         # Kept moments come from earlier noised steps: post-processing, they stay at the site.
         plain = make_optimizer(module.parameters(), lr, train.weight_decay)
         restore(plain, memory, objective)

@@ -16,6 +16,7 @@ import yaml
 
 UNITS = ("record", "patient")
 ACCOUNTANTS = ("prv", "rdp")
+LAYERS = ("top", "all")  # which layers a DP update trains: each module's top_layers(), or all it can
 # Outputs a site may send besides the (DP) model update; each one is listed as not covered by ε.
 RELEASES = ("num-examples", "train-loss", "eval-metrics")
 
@@ -46,6 +47,9 @@ class PrivacyPolicy:
     release: tuple[str, ...] = ("num-examples",)
     max_records_per_patient: int | None = None
     patient_id_field: str = "subject_id"
+    # Training settings, not privacy ones (ε does not depend on them); measured in BENCHMARKS.md.
+    contrastive_layers: str = "top"
+    report_layers: str = "all"
     source: str | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -92,9 +96,16 @@ class PrivacyPolicy:
             if self.unit != "record":
                 raise bad("max_records_per_patient", "only applies to unit: record (patient-level DP needs no "
                                                      "group bound)")
+        for key in ("contrastive_layers", "report_layers"):
+            _check_type(self, key, str)
+            if getattr(self, key) not in LAYERS:
+                raise bad(key, f"must be one of {', '.join(LAYERS)}, got {getattr(self, key)!r}")
         _check_type(self, "patient_id_field", str)
         if not self.patient_id_field:
             raise bad("patient_id_field", "must not be empty")
+
+    def layers(self, objective: str) -> str:
+        return self.contrastive_layers if objective == "contrastive" else self.report_layers
 
     def to_dict(self) -> dict:
         """The resolved policy (defaults filled in), as written into ledger headers and reports."""

@@ -55,6 +55,11 @@ class MultiMedCLIP(nn.Module):
         pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
         return F.normalize(self.text_proj(pooled).float(), dim=-1)
 
+    def top_layers(self) -> list[nn.Module]:
+        """The last block of each tower, the ViT's final norm and both projections."""
+        return [self.visual.blocks[-1], self.visual.norm, self.visual.fc_norm, self.text.encoder.layer[-1],
+                self.image_proj, self.text_proj]
+
     def temperature_scale(self) -> torch.Tensor:
         # Clamped as in CLIP so the logits cannot blow up late in training.
         return self.logit_scale.exp().clamp(max=100.0)

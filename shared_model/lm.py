@@ -36,6 +36,11 @@ class MultiMedLM(nn.Module):
         self.seq2seq.generation_config.eos_token_id = eos_id
         self.prefix = nn.Linear(cfg.embed_dim, cfg.lm_prefix_tokens * cfg.lm_dim)
 
+    def top_layers(self) -> list[nn.Module]:
+        """The decoder's last block and its output transform (not the vocabulary-sized output layer)."""
+        decoder = self.seq2seq.decoder
+        return [decoder.bert.encoder.layer[-1], decoder.cls.predictions.transform]
+
     def _prefix(self, condition: torch.Tensor) -> torch.Tensor:
         batch = condition.shape[0]
         return self.prefix(condition).view(batch, self.cfg.lm_prefix_tokens, self.cfg.lm_dim)

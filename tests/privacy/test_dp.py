@@ -52,7 +52,7 @@ def model():
 
 def run(model, objective, **kwargs):
     args = dict(train=TRAIN, epochs=1, seed=3, device=CPU, noise_multiplier=1.0, max_grad_norm=1.0, batch_size=4,
-                unit="record", public_texts=PUBLIC)
+                unit="record", public_texts=PUBLIC, layers="all")
     return private_update(model, site(), objective, **{**args, **kwargs})
 
 
@@ -113,6 +113,25 @@ def test_report_generation_dp_round_keeps_the_tied_vocabulary_table_and_trains_i
     assert torch.equal(before[table], after[table])
     assert not torch.equal(before[bias], after[bias]) and not torch.equal(before[layer], after[layer])
     assert model.lm.seq2seq.decoder.cls.predictions.decoder.weight is model.lm.seq2seq.decoder.bert.embeddings.word_embeddings.weight
+
+
+@pytest.mark.parametrize("objective", ["contrastive", "report-generation"])
+def test_a_top_layers_round_trains_the_top_only_and_restores_every_flag(model, objective):
+    # Prepare
+    module = model.clip if objective == "contrastive" else model.lm
+    top = {id(p) for m in module.top_layers() for p in m.parameters()}
+    names = {n for n, p in model.named_parameters() if id(p) in top}
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    flags = [p.requires_grad for p in model.parameters()]
+    # Execute
+    run(model, objective, layers="top")
+    # Assert: some of the top moved, nothing else did (tied or aliased tensors included).
+    after = model.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and moved <= names, sorted(moved - names)[:3]
+    assert [p.requires_grad for p in model.parameters()] == flags
+    with pytest.raises(ValueError, match="top, all"):
+        run(model, objective, layers="last")
 
 
 def test_a_site_dying_mid_round_leaves_a_plain_model(model):

@@ -42,6 +42,8 @@ def test_minimal_policy_defaults_release_to_num_examples(tmp_path):
     policy = load_policy(write(tmp_path, text))
     assert policy.accountant == "prv" and policy.release == ("num-examples",)
     assert policy.max_records_per_patient is None and policy.patient_id_field == "subject_id"
+    # DP contrastive rounds train the top of each tower, report-generation rounds every layer (BENCHMARKS.md).
+    assert (policy.layers("contrastive"), policy.layers("report-generation")) == ("top", "all")
 
 
 def test_unknown_key_is_refused_by_name(tmp_path):
@@ -74,6 +76,8 @@ def test_wrong_type_is_refused_naming_key_and_file(tmp_path, line, key):
     ("release: [num-examples, gradients]", "release", "gradients"),
     ("max_records_per_patient: 5", "max_records_per_patient", "unit: record"),
     ("unit: site", "unit", "record, patient"),
+    ("contrastive_layers: last", "contrastive_layers", "top, all"),
+    ("report_layers: 2", "report_layers", "a string"),
 ])
 def test_values_accounting_cannot_honour_are_refused_with_a_reason(tmp_path, line, key, words):
     with pytest.raises(PolicyError, match=words) as info:

@@ -64,12 +64,13 @@ def clipped_sum(module, loss_of_rows, row_units: list[int]):
         return torch.cat([p.summed_grad.flatten() for p in dp.params]), mismatch
 
 
-def contrastive_changes(model, loss, removals: list[list[int]], row_units: list[int]):
+def contrastive_changes(model, loss, removals: list[list[int]], row_units: list[int], *, layers: str = "all"):
     """‖clipped sum(batch) − clipped sum(batch minus `removed`)‖ per removal, and the full batch's mismatch."""
     n = len(row_units)
     images = torch.rand(n, 1, 64, 64, generator=torch.Generator().manual_seed(1))
     changes = []
-    with objective_parameters(model, "contrastive", public_texts=PUBLIC, train=TrainConfig(), device=CPU) as clip:
+    with objective_parameters(model, "contrastive", public_texts=PUBLIC, train=TrainConfig(), device=CPU,
+                              layers=layers) as clip:
         full, mismatch = clipped_sum(clip, lambda: loss(model, images, REPORTS[:n]), row_units)
         for removed in removals:
             keep = [i for i in range(n) if i not in removed]
@@ -100,11 +101,13 @@ def lm_change(model, removed: list[int], row_units: list[int]):
     return float((full - less).norm()), mismatch
 
 
-def test_dp_contrastive_loss_removing_any_one_example_moves_the_clipped_sum_by_at_most_c(model):
+@pytest.mark.parametrize("layers", ["all", "top"])
+def test_dp_contrastive_loss_removing_any_one_example_moves_the_clipped_sum_by_at_most_c(model, layers):
     # Prepare
     loss = dp_contrastive_loss(PUBLIC)
     # Execute: remove each of 6 examples in turn.
-    changes, mismatch = contrastive_changes(model, loss, [[j] for j in range(6)], row_units=list(range(6)))
+    changes, mismatch = contrastive_changes(model, loss, [[j] for j in range(6)], row_units=list(range(6)),
+                                            layers=layers)
     # Assert: exactly the removed example's clipped gradient (norm C) each time, nothing else moved.
     assert max(changes) <= C * (1 + 1e-4)
     assert changes == pytest.approx([C] * 6, rel=1e-3)
