@@ -2,8 +2,9 @@
 
 The same site data, batch size, epochs and model (``tiny``): ``client.site.local_update`` (plain)
 against ``privacy.dp.private_update`` (Opacus per-sample gradients, clipping, noise, Poisson
-sampling; record-level, public-negative contrastive loss). Seconds per optimizer step, median of
-``--repeats`` alternating runs.
+sampling; record-level, public-negative contrastive loss), once with the layers a default policy
+trains (``PrivacyPolicy.layers``: the top of each tower in contrastive rounds) and once with every
+layer. Seconds per optimizer step, median of ``--repeats`` alternating runs.
 
     python bench/dp_bench.py [--data DIR] [--patients 200] [--repeats 3]
 """
@@ -25,6 +26,7 @@ from client.site import local_update
 from client.site_privacy import public_texts
 from client.sources import load_records
 from privacy.dp import planned_steps, private_update
+from privacy.policy import PrivacyPolicy
 from shared_model.config import get_preset
 from shared_model.model import build_model
 from shared_model.objectives import TrainConfig
@@ -46,24 +48,29 @@ def main() -> None:
     device, train = torch.device("cpu"), TrainConfig(batch_size=args.batch_size)
     out = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
            "torch_threads": torch.get_num_threads(), "records": len(examples.records), "batch_size": args.batch_size}
+    policy = PrivacyPolicy(unit="record", target_epsilon=8.0, target_delta=1e-6, max_grad_norm=1.0,
+                           noise_multiplier=1.0)  # the defaults: only which layers train is read here
     for objective in ("contrastive", "report-generation"):
         n = len(examples.records)
         steps, _ = planned_steps(n, batch_size=args.batch_size, epochs=1)
-        plain, private = [], []
+        runs = {"plain": [], "dp_default": [], "dp_all_layers": []}
         for r in range(args.repeats):
             model = build_model(get_preset("tiny"))
             start = time.perf_counter()
             local_update(model, examples, objective, train=train, epochs=1, seed=r, device=device)
-            plain.append((time.perf_counter() - start) / -(-n // args.batch_size))
-            model = build_model(get_preset("tiny"))
-            start = time.perf_counter()
-            result = private_update(model, examples, objective, train=train, epochs=1, seed=r, device=device,
-                                    noise_multiplier=1.0, max_grad_norm=1.0, batch_size=args.batch_size,
-                                    unit="record", public_texts=public_texts())
-            private.append((time.perf_counter() - start) / result.steps)
-        out[objective] = {"plain_s_per_step": statistics.median(plain), "dp_s_per_step": statistics.median(private),
-                          "ratio_dp_over_plain": statistics.median(private) / statistics.median(plain),
-                          "dp_steps": steps}
+            runs["plain"].append((time.perf_counter() - start) / -(-n // args.batch_size))
+            for key, layers in (("dp_default", policy.layers(objective)), ("dp_all_layers", "all")):
+                model = build_model(get_preset("tiny"))
+                start = time.perf_counter()
+                result = private_update(model, examples, objective, train=train, epochs=1, seed=r, device=device,
+                                        noise_multiplier=1.0, max_grad_norm=1.0, batch_size=args.batch_size,
+                                        unit="record", public_texts=public_texts(), layers=layers)
+                runs[key].append((time.perf_counter() - start) / result.steps)
+        med = {key: statistics.median(values) for key, values in runs.items()}
+        out[objective] = {"plain_s_per_step": med["plain"], "default_layers": policy.layers(objective),
+                          "dp_s_per_step": med["dp_default"], "ratio_dp_over_plain": med["dp_default"] / med["plain"],
+                          "dp_all_layers_s_per_step": med["dp_all_layers"],
+                          "ratio_dp_all_layers_over_plain": med["dp_all_layers"] / med["plain"], "dp_steps": steps}
     print(json.dumps(out, indent=2))
 
 

@@ -56,9 +56,10 @@ class SitePrivacy:
         steps, q = planned_steps(units, batch_size=self.batch_size(units), epochs=epochs)
         sigma = p.noise_multiplier
         if sigma == "calibrate":  # enough noise for every planned round left, given what was already spent
+            prior = self.ledger.segments()
             sigma = calibrate_noise(target_epsilon=p.target_epsilon, delta=p.target_delta, sample_rate=q,
                                     steps=steps * max(rounds_left, 1), accountant=p.accountant,
-                                    prior_segments=self.ledger.segments())
+                                    prior_segments=prior, guess=prior[-1][0] if prior else None)
         if self.ledger.would_exceed(noise_multiplier=float(sigma), sample_rate=q, steps=steps):
             spent = self.ledger.epsilon()
             raise PrivacyBudgetExhausted(epsilon=spent, target_epsilon=p.target_epsilon, delta=p.target_delta,

@@ -14,6 +14,7 @@ from dp_accounting.pld import PLDAccountant
 from dp_accounting.rdp import RdpAccountant
 from scipy import integrate
 
+from privacy import accounting
 from privacy.accounting import (
     PRV_EPS_ERROR,
     AccountingError,
@@ -182,3 +183,17 @@ def test_calibration_counts_prior_spend_and_refuses_an_exhausted_budget():
     with pytest.raises(PrivacyBudgetExhausted, match="already spent"):
         calibrate_noise(target_epsilon=0.5, delta=1e-5, sample_rate=0.01, steps=10, accountant="prv",
                         prior_segments=prior)
+
+
+def test_calibration_takes_a_fitting_guess_in_one_call_and_searches_past_any_other(monkeypatch):
+    # Prepare: the σ a search finds, then the accountant's calls counted.
+    kwargs = dict(target_epsilon=2.0, delta=1e-5, sample_rate=0.01, steps=100, accountant="prv",
+                  prior_segments=[(1.0, 0.01, 200)])
+    searched = calibrate_noise(**kwargs)
+    calls = []
+    monkeypatch.setattr(accounting, "epsilon", lambda *a, **k: calls.append(1) or epsilon(*a, **k))
+    # Execute / Assert: last round's σ still fits, so it is the answer (what was spent, then the guess).
+    assert calibrate_noise(**kwargs, guess=searched) == searched and len(calls) == 2
+    # A guess under the target's σ, or one far above it, is not taken: the search lands where it would.
+    assert calibrate_noise(**kwargs, guess=0.9 * searched) == searched
+    assert calibrate_noise(**kwargs, guess=1.5 * searched) == searched

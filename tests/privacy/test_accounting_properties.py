@@ -43,11 +43,11 @@ def test_pld_below_prv_below_rdp(sigma, q, steps, delta):
 
 @settings(max_examples=5, deadline=None)
 @given(target=st.floats(0.5, 8.0), q=st.floats(1e-3, 0.05), steps=st.integers(1, 100),
-       prior=st.integers(0, 100), accountant=ACCOUNTANT)
-def test_calibration_never_overshoots(target, q, steps, prior, accountant):
+       prior=st.integers(0, 100), accountant=ACCOUNTANT, guess=st.one_of(st.none(), st.floats(0.1, 20.0)))
+def test_calibration_never_overshoots(target, q, steps, prior, accountant, guess):
     prior_segments = [(2.0, q, prior)]
     sigma = calibrate_noise(target_epsilon=target, delta=1e-5, sample_rate=q, steps=steps, accountant=accountant,
-                            prior_segments=prior_segments)
+                            prior_segments=prior_segments, guess=guess)
     assert epsilon([*prior_segments, (sigma, q, steps)], delta=1e-5, accountant=accountant) <= target
     assert not would_exceed(prior_segments, (sigma, q, steps), delta=1e-5, target_epsilon=target,
                             accountant=accountant)
