@@ -48,8 +48,8 @@ whose bias still trains). Opacus materialises a dense batch × vocabulary × wid
 gradient for such a table every step (contrastive: 0.89 → 0.54 s/step measured), and every frozen
 coordinate is one the DP noise no longer lands on. They keep the global model's values.
 With ``layers="top"`` (the policy's default for contrastive rounds) only each tower's last block,
-the ViT's final norm and the projections train: backward stops there, the DP contrastive step
-then costs less than the plain step, and in every comparison measured it was not less accurate
+the ViT's final norm and the projections train: backward stops there and the DP contrastive
+step costs less than the plain step; measured against every layer it was as accurate or more
 (BENCHMARKS.md, issue C).
 
 FedProx's proximal gradient is added by the inner optimizer, after clipping and noise (it
