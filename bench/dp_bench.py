@@ -4,7 +4,9 @@ The same site data, batch size, epochs and model (``tiny``): ``client.site.local
 against ``privacy.dp.private_update`` (Opacus per-sample gradients, clipping, noise, Poisson
 sampling; record-level, public-negative contrastive loss), once with the layers a default policy
 trains (``PrivacyPolicy.layers``: the top of each tower in contrastive rounds) and once with every
-layer. Seconds per optimizer step, median of ``--repeats`` alternating runs.
+layer. Seconds per step of ``--batch-size`` examples, median of ``--repeats`` alternating runs:
+plain, the epoch's time × batch / N (its last batch is partial); DP, the time per step (a
+Poisson sample of ``batch`` examples expected).
 
     python bench/dp_bench.py [--data DIR] [--patients 200] [--repeats 3]
 """
@@ -25,7 +27,7 @@ from client.dataset import decode
 from client.site import local_update
 from client.site_privacy import public_texts
 from client.sources import load_records
-from privacy.dp import planned_steps, private_update
+from privacy.dp import planned_steps, private_update, privacy_units
 from privacy.policy import PrivacyPolicy
 from shared_model.config import get_preset
 from shared_model.model import build_model
@@ -51,14 +53,14 @@ def main() -> None:
     policy = PrivacyPolicy(unit="record", target_epsilon=8.0, target_delta=1e-6, max_grad_norm=1.0,
                            noise_multiplier=1.0)  # the defaults: only which layers train is read here
     for objective in ("contrastive", "report-generation"):
-        n = len(examples.records)
+        n = len(privacy_units(examples, objective, unit="record"))  # what the objective trains on
         steps, _ = planned_steps(n, batch_size=args.batch_size, epochs=1)
         runs = {"plain": [], "dp_default": [], "dp_all_layers": []}
         for r in range(args.repeats):
             model = build_model(get_preset("tiny"))
             start = time.perf_counter()
             local_update(model, examples, objective, train=train, epochs=1, seed=r, device=device)
-            runs["plain"].append((time.perf_counter() - start) / -(-n // args.batch_size))
+            runs["plain"].append((time.perf_counter() - start) * args.batch_size / n)
             for key, layers in (("dp_default", policy.layers(objective)), ("dp_all_layers", "all")):
                 model = build_model(get_preset("tiny"))
                 start = time.perf_counter()
@@ -70,7 +72,8 @@ def main() -> None:
         out[objective] = {"plain_s_per_step": med["plain"], "default_layers": policy.layers(objective),
                           "dp_s_per_step": med["dp_default"], "ratio_dp_over_plain": med["dp_default"] / med["plain"],
                           "dp_all_layers_s_per_step": med["dp_all_layers"],
-                          "ratio_dp_all_layers_over_plain": med["dp_all_layers"] / med["plain"], "dp_steps": steps}
+                          "ratio_dp_all_layers_over_plain": med["dp_all_layers"] / med["plain"], "dp_steps": steps,
+                          "examples": n}
     print(json.dumps(out, indent=2))
 
 
