@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from privacy import accounting
-from privacy.policy import PrivacyPolicy, check_delta
+from privacy.policy import TRAINING_KEYS, PrivacyPolicy, check_delta
 
 SCHEMA = "m3fed.ledger/1"
 HEADER_KEYS = ("schema", "dataset_fingerprint", "policy", "site", "created")
@@ -101,7 +101,9 @@ class Ledger:
         if theirs.get("dataset_fingerprint") != dataset_fingerprint:
             raise LedgerError(f"{path}: belongs to dataset {theirs.get('dataset_fingerprint')}, not "
                               f"{dataset_fingerprint}; the budget belongs to the data: each dataset has its ledger")
-        changed = sorted(k for k in set(theirs["policy"]) | set(mine) if theirs["policy"].get(k) != mine.get(k))
+        # Training keys may change (and are absent from ledgers started before they existed).
+        changed = sorted(k for k in (set(theirs["policy"]) | set(mine)) - TRAINING_KEYS
+                         if theirs["policy"].get(k) != mine.get(k))
         if changed:
             diffs = "; ".join(f"{k}: ledger {theirs['policy'].get(k)!r}, given {mine.get(k)!r}" for k in changed)
             raise LedgerError(f"{path}: the policy differs from the one this ledger was started with ({diffs})")

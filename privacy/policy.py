@@ -17,6 +17,8 @@ import yaml
 UNITS = ("record", "patient")
 ACCOUNTANTS = ("prv", "rdp")
 LAYERS = ("top", "all")  # which layers a DP update trains: each module's top_layers(), or all it can
+# Keys a site may change between runs without a new ledger: they change what trains, not what is spent.
+TRAINING_KEYS = frozenset({"contrastive_layers", "report_layers"})
 # Outputs a site may send besides the (DP) model update; each one is listed as not covered by ε.
 RELEASES = ("num-examples", "train-loss", "eval-metrics")
 
@@ -47,7 +49,7 @@ class PrivacyPolicy:
     release: tuple[str, ...] = ("num-examples",)
     max_records_per_patient: int | None = None
     patient_id_field: str = "subject_id"
-    # Training settings, not privacy ones (ε does not depend on them); measured in BENCHMARKS.md.
+    # Training settings, not privacy ones (ε does not depend on them; see TRAINING_KEYS).
     contrastive_layers: str = "top"
     report_layers: str = "all"
     source: str | None = dataclasses.field(default=None, compare=False, repr=False)

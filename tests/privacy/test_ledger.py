@@ -61,6 +61,25 @@ def test_reopen_with_another_dataset_policy_or_site_is_refused(recorded):
         open_ledger(recorded.path, site="hospital-b")
 
 
+def test_reopen_with_other_training_layers_or_from_an_older_header_is_accepted(tmp_path, monkeypatch):
+    # Prepare: which layers train is not part of the guarantee, and ledgers started before those
+    # keys existed have no such keys in their header (written here as such a version wrote it).
+    full = PrivacyPolicy.to_dict
+    with monkeypatch.context() as m:
+        m.setattr(PrivacyPolicy, "to_dict", lambda self: {k: v for k, v in full(self).items()
+                                                          if k not in ("contrastive_layers", "report_layers")})
+        old = open_ledger(tmp_path / "ledger.jsonl")
+        old.record(run_id="r", round=1, n_units=10_000, sample_rate=0.01, noise_multiplier=1.0, steps=10)
+    assert "contrastive_layers" not in json.loads(old.path.read_text().splitlines()[0])["policy"]
+    switched = PrivacyPolicy(**{**POLICY.to_dict(), "contrastive_layers": "all", "report_layers": "top"})
+    # Execute
+    for policy in (POLICY, switched):
+        open_ledger(old.path, policy=policy).record(run_id="r2", round=1, n_units=10_000, sample_rate=0.01,
+                                                    noise_multiplier=1.0, steps=10)
+    # Assert
+    assert open_ledger(old.path).segments() == [(1.0, 0.01, 30)] and verify_ledger(old.path) == []
+
+
 def test_record_refuses_and_writes_nothing_past_the_budget(recorded):
     before = recorded.path.read_bytes()
     assert recorded.would_exceed(noise_multiplier=1.0, sample_rate=0.1, steps=100)
