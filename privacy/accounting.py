@@ -111,9 +111,10 @@ def calibrate_noise(*, target_epsilon: float, delta: float, sample_rate: float, 
 
     Unlike ``make_private_with_epsilon`` this counts what was already spent. The result is
     re-checked after rounding and raised until it holds, so it never overshoots the target.
-    "Smallest" is up to ``tolerance``: the search stops once ε is within it below the target.
-    ``guess`` (a site's σ of its last round) is returned as it is when it meets that same test:
-    one accountant call instead of a search (each call takes ~1 s once a ledger has rounds).
+    "Smallest" is up to ``tolerance``: ``guess`` (a site's σ of its last round) is returned as it
+    is when ε with it lands within ``tolerance`` below the target, one accountant call instead of
+    a search (each call takes ~1 s once a ledger has rounds). The search goes to half of that, so
+    that its own result, rounded up to 1e-4, passes the same test in the site's next round.
     """
     prior = normalize(prior_segments)
     if not target_epsilon > 0:
@@ -128,7 +129,7 @@ def calibrate_noise(*, target_epsilon: float, delta: float, sample_rate: float, 
     if spent >= target_epsilon:
         raise PrivacyBudgetExhausted(epsilon=spent, target_epsilon=target_epsilon, delta=delta, what="already spent")
     if guess is not None and guess >= MIN_SIGMA:
-        start = math.ceil(guess * 1e4) / 1e4
+        start = math.ceil(round(guess * 1e4, 6)) / 1e4  # 1.6382 * 1e4 is 16382.000000000002
         if target_epsilon - tolerance <= eps_at(start) <= target_epsilon:
             return start
     low, high = 0.0, 1.0
@@ -140,7 +141,7 @@ def calibrate_noise(*, target_epsilon: float, delta: float, sample_rate: float, 
                                   f"(ε already spent {spent:.4f})")
         eps_high = eps_at(high)
     low = max(low, MIN_SIGMA)
-    while high > low and target_epsilon - eps_high > tolerance and high - low > 1e-6 * high:
+    while high > low and target_epsilon - eps_high > tolerance / 2 and high - low > 1e-6 * high:
         mid = (low + high) / 2
         eps_mid = eps_at(mid)
         if eps_mid <= target_epsilon:
