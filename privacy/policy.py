@@ -98,7 +98,7 @@ class PrivacyPolicy:
             if self.unit != "record":
                 raise bad("max_records_per_patient", "only applies to unit: record (patient-level DP needs no "
                                                      "group bound)")
-        for key in ("contrastive_layers", "report_layers"):
+        for key in sorted(TRAINING_KEYS):
             _check_type(self, key, str)
             if getattr(self, key) not in LAYERS:
                 raise bad(key, f"must be one of {', '.join(LAYERS)}, got {getattr(self, key)!r}")
