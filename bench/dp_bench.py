@@ -4,7 +4,8 @@ The same site data, batch size, epochs and model (``tiny``): ``client.site.local
 against ``privacy.dp.private_update`` (Opacus per-sample gradients, clipping, noise, Poisson
 sampling; record-level, public-negative contrastive loss), once with the layers a default policy
 trains (``PrivacyPolicy.layers``: the top of each tower in contrastive rounds) and once with every
-layer. Seconds per step of ``--batch-size`` examples, median of ``--repeats`` alternating runs:
+layer; for report generation also with each Poisson sample as one physical batch (``physical_rows=0``,
+the path before length-sorted physical batches). Seconds per step of ``--batch-size`` examples, median of ``--repeats`` alternating runs:
 plain, the epoch's time × batch / N (its last batch is partial); DP, the time per step (a
 Poisson sample of ``batch`` examples expected).
 
@@ -27,7 +28,7 @@ from client.dataset import decode
 from client.site import local_update
 from client.site_privacy import public_texts
 from client.sources import load_records
-from privacy.dp import planned_steps, private_update, privacy_units
+from privacy.dp import PHYSICAL_ROWS, planned_steps, private_update, privacy_units
 from privacy.policy import PrivacyPolicy
 from shared_model.config import get_preset
 from shared_model.model import build_model
@@ -55,18 +56,22 @@ def main() -> None:
     for objective in ("contrastive", "report-generation"):
         n = len(privacy_units(examples, objective, unit="record"))  # what the objective trains on
         steps, _ = planned_steps(n, batch_size=args.batch_size, epochs=1)
-        runs = {"plain": [], "dp_default": [], "dp_all_layers": []}
+        variants = [("dp_default", policy.layers(objective), PHYSICAL_ROWS), ("dp_all_layers", "all", PHYSICAL_ROWS)]
+        if objective == "report-generation":  # contrastive samples are never split (images have one size)
+            variants.append(("dp_whole_samples", policy.layers(objective), 0))
+        runs = {"plain": [], **{key: [] for key, _, _ in variants}}
         for r in range(args.repeats):
             model = build_model(get_preset("tiny"))
             start = time.perf_counter()
             local_update(model, examples, objective, train=train, epochs=1, seed=r, device=device)
             runs["plain"].append((time.perf_counter() - start) * args.batch_size / n)
-            for key, layers in (("dp_default", policy.layers(objective)), ("dp_all_layers", "all")):
+            for key, layers, physical_rows in variants:
                 model = build_model(get_preset("tiny"))
                 start = time.perf_counter()
                 result = private_update(model, examples, objective, train=train, epochs=1, seed=r, device=device,
                                         noise_multiplier=1.0, max_grad_norm=1.0, batch_size=args.batch_size,
-                                        unit="record", public_texts=public_texts(), layers=layers)
+                                        unit="record", public_texts=public_texts(), layers=layers,
+                                        physical_rows=physical_rows)
                 runs[key].append((time.perf_counter() - start) / result.steps)
         med = {key: statistics.median(values) for key, values in runs.items()}
         out[objective] = {"plain_s_per_step": med["plain"], "default_layers": policy.layers(objective),
@@ -74,6 +79,10 @@ def main() -> None:
                           "dp_all_layers_s_per_step": med["dp_all_layers"],
                           "ratio_dp_all_layers_over_plain": med["dp_all_layers"] / med["plain"], "dp_steps": steps,
                           "examples": n}
+        if "dp_whole_samples" in med:
+            out[objective] |= {"dp_whole_samples_s_per_step": med["dp_whole_samples"],
+                               "ratio_dp_whole_samples_over_plain": med["dp_whole_samples"] / med["plain"],
+                               "physical_rows": PHYSICAL_ROWS}
     print(json.dumps(out, indent=2))
 
 

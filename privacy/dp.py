@@ -27,7 +27,8 @@ Sampling and steps: q = batch_size / units and the integer step count are fixed 
 one record, which ``contrastive_epoch`` would skip): the batch is padded with public filler rows
 (a blank image, a public text) whose gradient rows are dropped before clipping. The steps run are
 counted at Opacus' noise hook and must equal the planned steps, so the accounted (σ, q, steps) is
-exactly what ran. Subsampling amplification assumes the sample stays secret: ``seed`` must be
+exactly what ran. A report-generation sample runs as several physical batches (``PoissonBatches``):
+Opacus clips and accumulates each and noises once, at the sample's last. Subsampling amplification assumes the sample stays secret: ``seed`` must be
 site-private, not the run's public seed.
 
 Noise: ``loss_reduction="mean"``, ``expected_batch_size=batch_size``, so the averaged gradient is
@@ -92,6 +93,9 @@ if TYPE_CHECKING:
 OBJECTIVES = ("contrastive", "report-generation")
 UNITS = ("record", "patient")
 RowMap = Callable[[], tuple[torch.Tensor, int]]  # (row -> unit index or -1 for filler, number of units)
+# Rows per physical batch of a DP report-generation step; 3-4 per Poisson batch of 64 measured
+# fastest on 2 CPU cores (BENCHMARKS.md, issue C). It also bounds the per-sample gradients held.
+PHYSICAL_ROWS = 16
 
 
 @dataclass(frozen=True)
@@ -217,15 +221,26 @@ class PoissonBatches:
 
     Remembers the row → unit map of the batch it yielded last: the epoch loops step on a batch
     before asking for the next, so the optimizer reads the map of the batch it is stepping on.
+
+    ``physical_rows`` splits a report-generation sample into physical batches of at most that many
+    rows, its units ordered by report length, so a short report is not padded to the longest one
+    of 64 (a vocabulary-wide softmax per padded position). The split is Opacus' physical-batch
+    mechanism (``BatchMemoryManager``): every physical batch but the last signals the optimizer to
+    clip and accumulate without a step, so one sample is still one noised step; units are never
+    split, so a patient's records are clipped together. ``skip`` is the optimizer's
+    ``signal_skip_step``, set once the optimizer exists.
     """
 
     def __init__(self, examples: Examples, units: list[list[int]], *, objective: str, sample_rate: float,
-                 steps: int, generator: torch.Generator, filler_text: str) -> None:
+                 steps: int, generator: torch.Generator, filler_text: str, physical_rows: int = 0) -> None:
         self.examples, self.units, self.objective = examples, units, objective
         self.sample_rate, self.steps, self.generator = sample_rate, steps, generator
         self.filler_text = filler_text
         # contrastive_epoch skips batches under 2 rows; lm_epoch cannot tokenise an empty one.
         self.min_rows = 2 if objective == "contrastive" else 1
+        # Images have one size: only report generation gains from splitting by length.
+        self.physical_rows = physical_rows if objective == "report-generation" else 0
+        self.skip: Callable[[bool], None] = lambda _skip: None
         self.row_units, self.n_units = torch.zeros(0, dtype=torch.long), 0
 
     def current(self) -> tuple[torch.Tensor, int]:
@@ -234,13 +249,32 @@ class PoissonBatches:
     def __iter__(self):
         for _ in range(self.steps):
             chosen = torch.nonzero(torch.rand(len(self.units), generator=self.generator) < self.sample_rate)
-            chosen = chosen.flatten().tolist()
-            rows = [r for u in chosen for r in self.units[u]]
-            fill = max(0, self.min_rows - len(rows))
-            self.row_units = torch.tensor([k for k, u in enumerate(chosen) for _ in self.units[u]] + [-1] * fill,
-                                          dtype=torch.long)
-            self.n_units = len(chosen)
-            yield self._batch(rows, fill)
+            parts = self._physical(chosen.flatten().tolist())
+            for k, part in enumerate(parts):
+                rows = [r for u in part for r in self.units[u]]
+                fill = max(0, self.min_rows - len(rows))
+                self.row_units = torch.tensor([j for j, u in enumerate(part) for _ in self.units[u]] + [-1] * fill,
+                                              dtype=torch.long)
+                self.n_units = len(part)
+                self.skip(k < len(parts) - 1)
+                yield self._batch(rows, fill)
+
+    def _physical(self, chosen: list[int]) -> list[list[int]]:
+        if not self.physical_rows or not chosen:
+            return [chosen]
+        records = self.examples.records
+        chosen = sorted(chosen, key=lambda u: max(len(records[r].report) for r in self.units[u]))
+        total = sum(len(self.units[u]) for u in chosen)
+        # Balanced: 65 rows at 16 go as 13 x 5, not 16 x 4 + 1.
+        size = -(-total // -(-total // self.physical_rows))
+        parts, rows = [[]], 0
+        for u in chosen:
+            if parts[-1] and rows + len(self.units[u]) > size:
+                parts.append([])
+                rows = 0
+            parts[-1].append(u)
+            rows += len(self.units[u])
+        return parts
 
     def _batch(self, rows: list[int], fill: int):
         records = [self.examples.records[i] for i in rows]
@@ -250,6 +284,18 @@ class PoissonBatches:
             images = self.examples.image_float(self.examples.image_index[rows])
             return torch.cat([images, torch.zeros(fill, 1, size, size)]), texts
         return texts, [r.language for r in records] + [language_of(self.filler_text)] * fill
+
+
+class PerNoisedStep:
+    """A learning-rate schedule advanced once per noised step, not once per physical batch."""
+
+    def __init__(self, schedule: ProgressLR, noised: list[int]) -> None:
+        self.schedule, self.noised, self.seen = schedule, noised, 0
+
+    def step(self) -> None:
+        if self.noised[0] > self.seen:
+            self.seen = self.noised[0]
+            self.schedule.step()
 
 
 def language_of(text: str) -> str:
@@ -317,11 +363,12 @@ def private_update(model: M3FM, examples: Examples, objective: str, *, train: Tr
                    proximal_mu: float = 0.0, noise_seed: int | None = None,
                    step_hook: Callable[[DPOptimizer], None] | None = None,
                    progress: tuple[float, float] | None = None,
-                   memory: OptimizerMemory | None = None) -> DPRoundResult:
+                   memory: OptimizerMemory | None = None, physical_rows: int = PHYSICAL_ROWS) -> DPRoundResult:
     """One DP-SGD local update of ``objective``; account ``(noise_multiplier, sample_rate, steps)`` of the result.
 
     ``step_hook`` sees the optimizer after clipping and noise, before the weights move (tests, audits).
-    ``noise_seed`` fixes the noise for tests; leave it None in training.
+    ``noise_seed`` fixes the noise for tests; leave it None in training. ``physical_rows``: the
+    largest physical batch of a report-generation step (``PoissonBatches``); 0 keeps each sample whole.
     """
     if not (math.isfinite(noise_multiplier) and noise_multiplier >= 0) or not max_grad_norm > 0:
         raise ValueError(f"need noise_multiplier >= 0 and max_grad_norm > 0, "
@@ -334,7 +381,8 @@ def private_update(model: M3FM, examples: Examples, objective: str, *, train: Tr
         return DPRoundResult(float("nan"), 0, 0, 0.0, noise_multiplier, max_grad_norm, 0)
     steps, q = planned_steps(len(units), batch_size=batch_size, epochs=epochs)
     batches = PoissonBatches(examples, units, objective=objective, sample_rate=q, steps=steps,
-                             generator=torch.Generator().manual_seed(seed), filler_text=public_texts[0])
+                             generator=torch.Generator().manual_seed(seed), filler_text=public_texts[0],
+                             physical_rows=physical_rows)
     loss_fn = dp_contrastive_loss(public_texts)
     torch.manual_seed(seed)  # the LM's DeCap augmentation noise (not DP noise) draws from the global RNG
     noised = [0]
@@ -356,8 +404,9 @@ def private_update(model: M3FM, examples: Examples, objective: str, *, train: Tr
                             expected_batch_size=batch_size, rows=batches.current,
                             noise_generator=noise_gen) as optimizer:
             optimizer.attach_step_hook(count)
+            batches.skip = optimizer.signal_skip_step
             # The schedule only sets the step size: post-processing, no effect on the accounting.
-            scheduler = None if progress is None else ProgressLR(optimizer, progress, steps)
+            scheduler = None if progress is None else PerNoisedStep(ProgressLR(optimizer, progress, steps), noised)
             if objective == "contrastive":
                 loss = contrastive_epoch(model, batches, optimizer, train, device, on_step=on_step,
                                          loss_fn=loss_fn, scheduler=scheduler)

@@ -1,6 +1,9 @@
 """DP-SGD local updates (privacy/dp.py): planned steps, model intact, noise of the right scale, patients grouped."""
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import pytest
 import torch
 
@@ -205,6 +208,63 @@ def test_patient_sampling_takes_all_records_of_a_patient_and_maps_rows_to_patien
         assert int(real.sum()) == len(texts) or n_units == 0
     assert sum(sizes) / len(sizes) == pytest.approx(0.3 * len(units), rel=0.15)  # Poisson(q) per patient
     assert 0 in sizes  # empty samples happen, and still yield a (filler) batch
+
+
+@pytest.mark.parametrize("unit", ["record", "patient"])
+def test_a_report_sample_goes_as_length_sorted_physical_batches_of_whole_units(unit):
+    # Prepare: the same Poisson draws whole and split into physical batches of at most 6 rows.
+    ex = site(patients=20)
+    units = privacy_units(ex, "report-generation", unit=unit)
+
+    def batches(physical_rows):
+        return PoissonBatches(ex, units, objective="report-generation", sample_rate=0.5, steps=20,
+                              generator=torch.Generator().manual_seed(0), filler_text=PUBLIC[0],
+                              physical_rows=physical_rows)
+
+    whole = [sorted(texts) for texts, _ in batches(0)]
+    split, signals, steps = batches(6), [], []
+    split.skip = signals.append
+    # Execute
+    for texts, _ in split:
+        row_units, n_units = split.current()
+        if len(signals) == 1 or not signals[-2]:  # the previous part ended a step
+            steps.append([])
+        steps[-1].append((texts, row_units.tolist(), n_units))
+    # Assert: each step's parts hold exactly the whole sample, every part but the last skips the
+    # optimizer step, parts stay within 6 rows and grow in report length, and no unit is split.
+    assert len(steps) == 20 and len(signals) == sum(len(parts) for parts in steps)
+    assert any(len(parts) > 1 for parts in steps)
+    k = 0
+    for parts, sample in zip(steps, whole):
+        assert signals[k:k + len(parts)] == [True] * (len(parts) - 1) + [False]
+        k += len(parts)
+        assert sorted(t for texts, _, _ in parts for t in texts) == sample
+        lengths = [max(len(t) for t in texts) for texts, _, _ in parts]
+        assert lengths == sorted(lengths)
+        for texts, row_units, n_units in parts:
+            assert len(texts) <= 6 and sorted(set(row_units)) == list(range(n_units))
+            for j in range(n_units):
+                reports = {t for t, u in zip(texts, row_units) if u == j}
+                assert any(reports == {ex.records[i].report for i in u} for u in units)
+
+
+@pytest.mark.parametrize("unit", ["record", "patient"])
+def test_physical_batches_take_the_same_noised_steps_as_whole_samples(model, unit):
+    # Prepare: the same round (seeds, noise, schedule) with each sample whole and split into
+    # physical batches of at most 2 rows; no DeCap augmentation noise (it draws per forward pass).
+    train = dataclasses.replace(TRAIN, lm_noise_std=0.0)
+    models, results = [], []
+    for physical_rows in (0, 2):
+        m = copy.deepcopy(model)
+        results.append(run(m, "report-generation", unit=unit, train=train, batch_size=8, noise_seed=1,
+                           progress=(0.25, 0.5), physical_rows=physical_rows))
+        models.append(m.lm.state_dict())
+    # Assert: the same accounted steps and the same weights: clipping is per unit, noise per step.
+    assert results[0].steps == results[1].steps
+    start = model.lm.state_dict()
+    assert any(not torch.equal(start[k], models[0][k]) for k in start)
+    for k in start:
+        assert torch.allclose(models[0][k], models[1][k], atol=1e-5), k
 
 
 def test_empty_contrastive_sample_is_padded_to_a_step_with_no_private_rows():
