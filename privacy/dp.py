@@ -48,10 +48,12 @@ the decoder's in report-generation rounds (~37 % of the LM's; it is tied to the 
 whose bias still trains). Opacus materialises a dense batch × vocabulary × width per-sample
 gradient for such a table every step (contrastive: 0.89 → 0.54 s/step measured), and every frozen
 coordinate is one the DP noise no longer lands on. They keep the global model's values.
-With ``layers="top"`` (the policy's default for contrastive rounds) only each tower's last block,
-the ViT's final norm and the projections train: backward stops there and the DP contrastive
-step costs less than the plain step; against every layer it was more accurate with the noise off
-and from a public start, and at chance like it from a random start at ε = 8 (BENCHMARKS.md, issue C).
+With ``layers="top"`` (the policy's default) only the module's ``top_layers()`` train. Contrastive:
+each tower's last block, the ViT's final norm and the projections; backward stops there and the
+DP step costs less than the plain step; against every layer it was more accurate with the noise
+off and from a public start, and at chance like it from a random start at ε = 8. Report
+generation: the decoder (the encoder below it reads only the prefix tokens); with the noise off it
+learned as much as every layer (BENCHMARKS.md, issue C).
 
 FedProx's proximal gradient is added by the inner optimizer, after clipping and noise (it
 depends on no data). Not covered by ε: the returned loss (computed on private data,

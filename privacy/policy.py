@@ -51,7 +51,7 @@ class PrivacyPolicy:
     patient_id_field: str = "subject_id"
     # Training settings, not privacy ones (ε does not depend on them; see TRAINING_KEYS).
     contrastive_layers: str = "top"
-    report_layers: str = "all"
+    report_layers: str = "top"
     source: str | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:

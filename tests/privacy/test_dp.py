@@ -122,8 +122,8 @@ def test_report_generation_dp_round_keeps_the_tied_vocabulary_table_and_trains_i
 def test_a_top_layers_round_trains_the_top_only_and_restores_every_flag(model, objective):
     # Prepare
     module = model.clip if objective == "contrastive" else model.lm
-    top = {id(p) for m in module.top_layers() for p in m.parameters()}
-    names = {n for n, p in model.named_parameters() if id(p) in top}
+    top = {p.data_ptr() for m in module.top_layers() for p in m.parameters()}
+    names = {k for k, v in model.state_dict().items() if v.data_ptr() in top}  # tied names included
     before = {k: v.clone() for k, v in model.state_dict().items()}
     flags = [p.requires_grad for p in model.parameters()]
     # Execute

@@ -71,7 +71,7 @@ def test_reopen_with_other_training_layers_or_from_an_older_header_is_accepted(t
         old = open_ledger(tmp_path / "ledger.jsonl")
         old.record(run_id="r", round=1, n_units=10_000, sample_rate=0.01, noise_multiplier=1.0, steps=10)
     assert "contrastive_layers" not in json.loads(old.path.read_text().splitlines()[0])["policy"]
-    switched = PrivacyPolicy(**{**POLICY.to_dict(), "contrastive_layers": "all", "report_layers": "top"})
+    switched = PrivacyPolicy(**{**POLICY.to_dict(), "contrastive_layers": "all", "report_layers": "all"})
     # Execute
     for policy in (POLICY, switched):
         open_ledger(old.path, policy=policy).record(run_id="r2", round=1, n_units=10_000, sample_rate=0.01,

@@ -42,8 +42,8 @@ def test_minimal_policy_defaults_release_to_num_examples(tmp_path):
     policy = load_policy(write(tmp_path, text))
     assert policy.accountant == "prv" and policy.release == ("num-examples",)
     assert policy.max_records_per_patient is None and policy.patient_id_field == "subject_id"
-    # DP contrastive rounds train the top of each tower, report-generation rounds every layer (BENCHMARKS.md).
-    assert (policy.layers("contrastive"), policy.layers("report-generation")) == ("top", "all")
+    # DP rounds train each module's top: each tower's last block, the LM's decoder (BENCHMARKS.md).
+    assert (policy.layers("contrastive"), policy.layers("report-generation")) == ("top", "top")
 
 
 def test_unknown_key_is_refused_by_name(tmp_path):
