@@ -3,11 +3,12 @@
 The same site data, batch size, epochs and model (``tiny``): ``client.site.local_update`` (plain)
 against ``privacy.dp.private_update`` (Opacus per-sample gradients, clipping, noise, Poisson
 sampling; record-level, public-negative contrastive loss), once with the layers a default policy
-trains (``PrivacyPolicy.layers``: the top of each tower in contrastive rounds) and once with every
-layer; for report generation also with each Poisson sample as one physical batch (``physical_rows=0``,
-the path before length-sorted physical batches). Seconds per step of ``--batch-size`` examples, median of ``--repeats`` alternating runs:
-plain, the epoch's time × batch / N (its last batch is partial); DP, the time per step (a
-Poisson sample of ``batch`` examples expected).
+trains (``PrivacyPolicy.layers``: each module's ``top_layers()`` by default) and once with every
+layer; for report generation also with each Poisson sample as one physical batch
+(``physical_rows=0``, the path before length-sorted physical batches). Seconds per step of
+``--batch-size`` examples, median of ``--repeats`` alternating runs: plain, the epoch's time ×
+batch / N (its last batch is partial); DP, the time per step (a Poisson sample of ``batch``
+examples expected).
 
     python bench/dp_bench.py [--data DIR] [--patients 200] [--repeats 3]
 """

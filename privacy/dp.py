@@ -28,8 +28,9 @@ one record, which ``contrastive_epoch`` would skip): the batch is padded with pu
 (a blank image, a public text) whose gradient rows are dropped before clipping. The steps run are
 counted at Opacus' noise hook and must equal the planned steps, so the accounted (σ, q, steps) is
 exactly what ran. A report-generation sample runs as several physical batches (``PoissonBatches``):
-Opacus clips and accumulates each and noises once, at the sample's last. Subsampling amplification assumes the sample stays secret: ``seed`` must be
-site-private, not the run's public seed.
+Opacus clips and accumulates each and noises once, at the sample's last. Subsampling
+amplification assumes the sample stays secret: ``seed`` must be site-private, not the run's
+public seed.
 
 Noise: ``loss_reduction="mean"``, ``expected_batch_size=batch_size``, so the averaged gradient is
 (Σ_units clip_C(g_u) + N(0, σ²C²I)) / batch_size: std σ·C/batch_size per coordinate. The noise
@@ -45,7 +46,8 @@ i.e. the ViT's whole forward under vmap, where CPU attention has no batching rul
 example, ~6x the plain step). Also every vocabulary-sized token-embedding table
 (vocabulary × width): the text encoder's in contrastive rounds (~40 % of CLIP's parameters) and
 the decoder's in report-generation rounds (~37 % of the LM's; it is tied to the output layer,
-whose bias still trains). Opacus materialises a dense batch × vocabulary × width per-sample
+whose bias trains when
+every layer does). Opacus materialises a dense batch × vocabulary × width per-sample
 gradient for such a table every step (contrastive: 0.89 → 0.54 s/step measured), and every frozen
 coordinate is one the DP noise no longer lands on. They keep the global model's values.
 With ``layers="top"`` (the policy's default) only the module's ``top_layers()`` train. Contrastive:
