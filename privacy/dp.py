@@ -46,10 +46,9 @@ i.e. the ViT's whole forward under vmap, where CPU attention has no batching rul
 example, ~6x the plain step). Also every vocabulary-sized token-embedding table
 (vocabulary × width): the text encoder's in contrastive rounds (~40 % of CLIP's parameters) and
 the decoder's in report-generation rounds (~37 % of the LM's; it is tied to the output layer,
-whose bias trains when
-every layer does). Opacus materialises a dense batch × vocabulary × width per-sample
-gradient for such a table every step (contrastive: 0.89 → 0.54 s/step measured), and every frozen
-coordinate is one the DP noise no longer lands on. They keep the global model's values.
+whose bias trains when every layer does). Opacus materialises a dense batch × vocabulary × width
+per-sample gradient for such a table every step (contrastive: 0.89 → 0.54 s/step measured), and
+every frozen coordinate is one the DP noise no longer lands on. They keep the global model's values.
 With ``layers="top"`` (the policy's default) only the module's ``top_layers()`` train. Contrastive:
 each tower's last block, the ViT's final norm and the projections; backward stops there and the
 DP step costs less than the plain step; against every layer it was more accurate with the noise
