@@ -29,7 +29,8 @@ from client.dataset import decode
 from client.site import local_update
 from client.site_privacy import public_texts
 from client.sources import load_records
-from privacy.dp import PHYSICAL_ROWS, planned_steps, private_update, privacy_units
+from privacy.dp import private_update
+from privacy.sampling import PHYSICAL_ROWS, planned_steps, privacy_units
 from privacy.policy import PrivacyPolicy
 from shared_model.config import get_preset
 from shared_model.model import build_model
