@@ -30,8 +30,8 @@ from client.site import local_update
 from client.site_privacy import public_texts
 from client.sources import load_records
 from privacy.dp import private_update
-from privacy.sampling import PHYSICAL_ROWS, planned_steps, privacy_units
 from privacy.policy import PrivacyPolicy
+from privacy.sampling import PHYSICAL_ROWS, planned_steps, privacy_units
 from shared_model.config import get_preset
 from shared_model.model import build_model
 from shared_model.objectives import TrainConfig

@@ -14,10 +14,10 @@ from pathlib import Path
 from client.dataset import Examples
 from privacy.accounting import PrivacyBudgetExhausted, calibrate_noise
 from privacy.dp import private_update
-from privacy.sampling import planned_steps
 from privacy.dp_losses import finding_phrases
 from privacy.ledger import Ledger, dataset_fingerprint
 from privacy.policy import PrivacyPolicy, check_delta, load_policy
+from privacy.sampling import planned_steps
 
 
 @dataclass(frozen=True)
