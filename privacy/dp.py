@@ -260,8 +260,9 @@ def private_update(model: M3FM, examples: Examples, objective: str, *, train: Tr
     """One DP-SGD local update of ``objective``; account ``(noise_multiplier, sample_rate, steps)`` of the result.
 
     ``step_hook`` sees the optimizer after clipping and noise, before the weights move (tests, audits).
-    ``noise_seed`` fixes the noise for tests; leave it None in training. ``physical_rows``: the
-    largest physical batch of a report-generation step (``PoissonBatches``); 0 keeps each sample whole.
+    ``on_step`` sees each noised step once (failure injection counts them). ``noise_seed`` fixes the
+    noise for tests; leave it None in training. ``physical_rows``: the largest physical batch of a
+    report-generation step (``PoissonBatches``); 0 keeps each sample whole.
     """
     if not (math.isfinite(noise_multiplier) and noise_multiplier >= 0) or not max_grad_norm > 0:
         raise ValueError(f"need noise_multiplier >= 0 and max_grad_norm > 0, "
@@ -285,6 +286,12 @@ def private_update(model: M3FM, examples: Examples, objective: str, *, train: Tr
         if step_hook is not None:
             step_hook(optimizer)
 
+    def per_noised_step(loss: float) -> None:  # a sample split into physical batches is one step
+        if on_step is not None and noised[0] > reported[0]:
+            reported[0] = noised[0]
+            on_step(loss)
+
+    reported = [0]
     lr = train.lr if objective == "contrastive" else train.lm_lr
     noise_gen = None if noise_seed is None else torch.Generator(device=device).manual_seed(noise_seed)
     with objective_parameters(model, objective, public_texts=public_texts, train=train, device=device,
@@ -301,10 +308,11 @@ def private_update(model: M3FM, examples: Examples, objective: str, *, train: Tr
             # The schedule only sets the step size: post-processing, no effect on the accounting.
             scheduler = None if progress is None else PerNoisedStep(ProgressLR(optimizer, progress, steps), noised)
             if objective == "contrastive":
-                loss = contrastive_epoch(model, batches, optimizer, train, device, on_step=on_step,
+                loss = contrastive_epoch(model, batches, optimizer, train, device, on_step=per_noised_step,
                                          loss_fn=loss_fn, scheduler=scheduler)
             else:
-                loss = lm_epoch(model, batches, optimizer, train, device, on_step=on_step, scheduler=scheduler)
+                loss = lm_epoch(model, batches, optimizer, train, device, on_step=per_noised_step,
+                                 scheduler=scheduler)
         keep(plain, memory, objective)
     if noised[0] != steps:
         raise RuntimeError(f"ran {noised[0]} noised steps, planned and accounted {steps}")

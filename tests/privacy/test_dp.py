@@ -131,6 +131,16 @@ def test_a_top_layers_round_trains_the_top_only_and_restores_every_flag(model, o
         run(model, objective, layers="last")
 
 
+@pytest.mark.parametrize("physical_rows", [0, 2])
+def test_on_step_sees_each_noised_step_once(model, physical_rows):
+    # Prepare: 2-row physical batches split most Poisson samples of 4 expected rows.
+    seen = []
+    # Execute
+    result = run(model, "report-generation", on_step=seen.append, physical_rows=physical_rows)
+    # Assert
+    assert len(seen) == result.steps > 1
+
+
 def test_a_site_dying_mid_round_leaves_a_plain_model(model):
     # Prepare
     keys = list(model.state_dict())
