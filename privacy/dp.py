@@ -184,15 +184,21 @@ def _aliases_hidden(module: torch.nn.Module) -> Iterator[None]:
 
 
 class PerNoisedStep:
-    """A learning-rate schedule advanced once per noised step, not once per physical batch."""
+    """Calls ``action`` once per noised step, not once per physical batch (a split sample is one step).
 
-    def __init__(self, schedule: ProgressLR, noised: list[int]) -> None:
-        self.schedule, self.noised, self.seen = schedule, noised, 0
+    ``noised`` is the count kept at Opacus' noise hook. Called as ``step()`` it advances a
+    learning-rate schedule; called with a loss, it is an epoch loop's ``on_step``.
+    """
 
-    def step(self) -> None:
+    def __init__(self, action: Callable[..., None], noised: list[int]) -> None:
+        self.action, self.noised, self.seen = action, noised, 0
+
+    def __call__(self, *args) -> None:
         if self.noised[0] > self.seen:
             self.seen = self.noised[0]
-            self.schedule.step()
+            self.action(*args)
+
+    step = __call__
 
 
 @contextlib.contextmanager
@@ -286,12 +292,6 @@ def private_update(model: M3FM, examples: Examples, objective: str, *, train: Tr
         if step_hook is not None:
             step_hook(optimizer)
 
-    def per_noised_step(loss: float) -> None:  # a sample split into physical batches is one step
-        if on_step is not None and noised[0] > reported[0]:
-            reported[0] = noised[0]
-            on_step(loss)
-
-    reported = [0]
     lr = train.lr if objective == "contrastive" else train.lm_lr
     noise_gen = None if noise_seed is None else torch.Generator(device=device).manual_seed(noise_seed)
     with objective_parameters(model, objective, public_texts=public_texts, train=train, device=device,
@@ -306,13 +306,13 @@ def private_update(model: M3FM, examples: Examples, objective: str, *, train: Tr
             optimizer.attach_step_hook(count)
             batches.skip = optimizer.signal_skip_step
             # The schedule only sets the step size: post-processing, no effect on the accounting.
-            scheduler = None if progress is None else PerNoisedStep(ProgressLR(optimizer, progress, steps), noised)
+            scheduler = None if progress is None else PerNoisedStep(ProgressLR(optimizer, progress, steps).step, noised)
+            per_step = None if on_step is None else PerNoisedStep(on_step, noised)
             if objective == "contrastive":
-                loss = contrastive_epoch(model, batches, optimizer, train, device, on_step=per_noised_step,
+                loss = contrastive_epoch(model, batches, optimizer, train, device, on_step=per_step,
                                          loss_fn=loss_fn, scheduler=scheduler)
             else:
-                loss = lm_epoch(model, batches, optimizer, train, device, on_step=per_noised_step,
-                                 scheduler=scheduler)
+                loss = lm_epoch(model, batches, optimizer, train, device, on_step=per_step, scheduler=scheduler)
         keep(plain, memory, objective)
     if noised[0] != steps:
         raise RuntimeError(f"ran {noised[0]} noised steps, planned and accounted {steps}")

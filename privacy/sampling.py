@@ -1,13 +1,13 @@
 """What a DP round samples: its privacy units, its planned steps and its Poisson batches.
 
-q = batch_size / units and the integer step count are fixed before training
-(``planned_steps``); every step draws Bernoulli(q) per unit from a ``torch.Generator`` seeded with
-the round's ``seed``. Every planned step is a noised optimizer step, also when the sample is empty (or holds
+q = batch_size / units and the integer step count are fixed before training (``planned_steps``);
+every step draws Bernoulli(q) per unit from a ``torch.Generator`` seeded with the round's
+``seed``. Every planned step is a noised optimizer step, also when the sample is empty (or holds
 one record, which ``contrastive_epoch`` would skip): the batch is padded with public filler rows
-(a blank image, a public text) whose gradient rows are dropped before clipping. A report-generation sample runs as several physical batches (``PoissonBatches``):
-Opacus clips and accumulates each and noises once, at the sample's last. Subsampling
-amplification assumes the sample stays secret: ``seed`` must be site-private, not the run's
-public seed.
+(a blank image, a public text) whose gradient rows are dropped before clipping. A
+report-generation sample runs as several physical batches (``PoissonBatches``): Opacus clips and
+accumulates each and noises once, at the sample's last. Subsampling amplification assumes the
+sample stays secret: ``seed`` must be site-private, not the run's public seed.
 """
 from __future__ import annotations
 
