@@ -17,6 +17,7 @@ from flwr.common.constant import ErrorCode
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from client.faults import poison_of, poisoned  # noqa: E402
 from client.progress import report_progress  # noqa: E402
 from client.secagg import is_secure, secure_train  # noqa: E402
 from server.strategy import local_epochs_for, objective_progress  # noqa: E402
@@ -27,6 +28,7 @@ from sim.standalone import standalone_run_dir  # noqa: E402
 # process for every message, and three of SecAgg+'s four stages never touch the model.
 
 app = ClientApp()
+NAN = float("nan")
 
 
 def data_path_of(context: Context) -> str:
@@ -106,8 +108,9 @@ def train(msg: Message, context: Context, index: int) -> Message:
 def train_content(content: RecordDict, context: Context, index: int) -> RecordDict:
     """The reply content of one local update: the trained half, metrics, and a refusal's reason."""
     from client.site import failure_after, local_update, site_examples
-    from client.site_privacy import private_round, site_privacy
-    from privacy.accounting import PrivacyBudgetExhausted
+    from client.site_privacy import ReleasedUpdates, private_round, run_key, site_privacy
+    from privacy.accounting import PrivacyBudgetExhausted, RoundRefused
+    from privacy.ledger import LedgerError
     from shared_model.kept_state import RoundFiles
     from shared_model.objectives import TrainConfig
 
@@ -128,38 +131,64 @@ def train_content(content: RecordDict, context: Context, index: int) -> RecordDi
                   proximal_mu=float(config.get("proximal-mu", 0.0)),
                   progress=objective_progress(global_round, str(rc["schedule"]), int(rc["num-server-rounds"])),
                   memory=RoundFiles(site_state_dir(context), global_round) if rc.get("keep-optimizer", True) else None)
-    privacy = site_privacy(context, examples)
+    try:  # a ledger cut short, deleted or replaced is refused before anything trains
+        privacy = site_privacy(context, examples, receipt=_receipt(content))
+    except LedgerError as exc:
+        return _refusal(index, f"ledger: {exc}", epsilon=NAN, site=_site_record(context))
     epsilon, release = None, ("num-examples", "train-loss")
     if privacy is None:
         loss, n = local_update(model, examples, objective, **update)
-    else:  # the site's own policy decides, whatever the server asked
+    else:  # the site's own policy and pace decide, whatever the server asked
         release = privacy.policy.release
         try:
-            loss, n, epsilon = private_round(privacy, model, examples, objective, run_id=str(context.run_id),
-                                             round=global_round, rounds_left=int(rc["num-server-rounds"]) - global_round + 1,
+            loss, n, epsilon = private_round(privacy, model, examples, objective, run_id=run_key(context),
+                                             round=global_round, released=ReleasedUpdates(site_state_dir(context)),
                                              **update)
-        except PrivacyBudgetExhausted as exc:
-            reason = str(exc).removeprefix("privacy budget exhausted: ")
-            return _refusal(index, f"budget exhausted: {reason}", epsilon=privacy.ledger.epsilon(), site=_site_record(context))
+        except (PrivacyBudgetExhausted, RoundRefused) as exc:
+            reason = (f"budget exhausted: {str(exc).removeprefix('privacy budget exhausted: ')}"
+                      if isinstance(exc, PrivacyBudgetExhausted) else f"budget: {exc}")
+            return _refusal(index, reason, epsilon=privacy.ledger.epsilon(), site=_site_record(context),
+                            head=privacy.ledger.head())
+        except LedgerError as exc:
+            return _refusal(index, f"ledger: {exc}", epsilon=NAN, site=_site_record(context))
     # Only what this objective trained goes back (the other half did not change): fewer bytes up.
     state = model.cpu().state_dict()
-    arrays = ArrayRecord({k: state[k] for k in trained_keys(state, objective)} if n else {})
+    trained = {k: state[k] for k in trained_keys(state, objective)} if n else {}
+    poison = poison_of(rc, index, global_round)
+    if poison and n:  # a faulty site on purpose (m3fed sim --poison-sites): after training and its ledger
+        trained, n = poisoned(poison, trained, content["arrays"].to_torch_state_dict(), n)
+    arrays = ArrayRecord(trained)
     seconds = time.perf_counter() - started
     report_progress(str(rc.get("progress-file", "")), event="site", round=global_round, site=index,
                     objective=objective, loss=loss if n else None, examples=n, seconds=seconds)
-    metrics = {"num-examples": n, "bytes-up": arrays.count_bytes(), "site-index": index, "seconds": seconds}
-    if "train-loss" in release:
-        metrics["loss"] = loss if n else 0.0
-    if epsilon is not None:
-        metrics["epsilon"] = epsilon
-    return RecordDict({"arrays": arrays, "metrics": MetricRecord(metrics), "site": _site_record(context)})
+    # Every site, DP or not, replies with the same keys; NaN: not stated (no DP, or loss withheld).
+    metrics = {"num-examples": n, "bytes-up": arrays.count_bytes(), "site-index": index, "seconds": seconds,
+               "loss": loss if n and "train-loss" in release else NAN,
+               "epsilon": NAN if epsilon is None else epsilon}
+    return RecordDict({"arrays": arrays, "metrics": MetricRecord(metrics), "site": _site_record(context),
+                       **_head_record(privacy.ledger.head() if privacy is not None else None)})
 
 
-def _refusal(index: int, reason: str, *, epsilon: float, site: ConfigRecord) -> RecordDict:
+def _refusal(index: int, reason: str, *, epsilon: float, site: ConfigRecord, head: dict | None = None) -> RecordDict:
     """Not an error: the site works, it declines this round; the server shows the reason as its status."""
-    metrics = MetricRecord({"num-examples": 0, "site-index": index, "bytes-up": 0, "seconds": 0.0, "epsilon": epsilon})
+    metrics = MetricRecord({"num-examples": 0, "site-index": index, "bytes-up": 0, "seconds": 0.0, "loss": NAN,
+                            "epsilon": epsilon})
     return RecordDict({"arrays": ArrayRecord(), "metrics": metrics, "status": ConfigRecord({"reason": reason[:300]}),
-                       "site": site})
+                       "site": site, **_head_record(head)})
+
+
+def _head_record(head: dict | None) -> dict:
+    """The ledger's signed head travels with every ε a site states: the server keeps it as a receipt."""
+    from privacy.ledger_head import HEAD_RECORD
+
+    return {HEAD_RECORD: ConfigRecord(head)} if head else {}
+
+
+def _receipt(content: RecordDict) -> dict | None:
+    """The server's receipt of this site's ledger head (``server.receipts``), if it sent one."""
+    from privacy.ledger_head import RECEIPT_RECORD
+
+    return dict(content[RECEIPT_RECORD]) if RECEIPT_RECORD in content.config_records else None
 
 
 @app.query()
@@ -175,12 +204,18 @@ def declare(msg: Message, context: Context, index: int) -> Message:
 
     examples = site_examples(data_path_of(context), get_preset(str(context.run_config["preset"])).image_size, "train",
                              decoded_cache_dir(context))
+    from privacy.ledger import LedgerError
+
     metrics: dict = {"site-index": index}
-    privacy = site_privacy(context, examples)
+    try:
+        privacy = site_privacy(context, examples)
+    except LedgerError:  # declared without ε; its first round is refused with the ledger named
+        privacy = None
     if privacy is not None:
         metrics["epsilon"] = privacy.ledger.epsilon()
     return Message(RecordDict({"declaration": ConfigRecord(declaration(examples)), "metrics": MetricRecord(metrics),
-                               "site": _site_record(context)}), reply_to=msg)
+                               "site": _site_record(context),
+                               **_head_record(privacy.ledger.head() if privacy is not None else None)}), reply_to=msg)
 
 
 @app.evaluate()

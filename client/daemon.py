@@ -4,8 +4,11 @@ The site is checked first (``client.site_config.check_site``); then two processe
 one, and stop with it: ``flower-supernode`` (outbound HTTPS to the SuperLink only, TLS verified
 against the consortium CA, authenticated with the site's key; ClientApps isolated in separate
 processes) and ``client.guard`` (Flower's SuperExec, launching ClientApps only from approved app
-bundles). Its state (Flower's home, the DP ledger, the guard's refusals, the optimiser state a run carries
-from round to round) lives in ``state_dir``.
+bundles). The SuperNode's runtime API (``127.0.0.1:runtime_port``, where tasks and their tokens are
+handed out) answers ``acquire-task`` only when it is signed with ``state_dir/superexec.secret``
+(0600), which only the guard holds. Its state (Flower's home, the DP ledger, the guard's refusals,
+the decoded images and reports, the optimiser state a run carries from round to round) lives in
+``state_dir``, 0700, written with umask 077 by every process started here.
 """
 from __future__ import annotations
 
@@ -46,6 +49,7 @@ def _toml_pairs(values: dict[str, str]) -> str:
 def supernode_command(cfg: SiteConfig) -> list[str]:
     cmd = [_bin("flower-supernode"), "--superlink", cfg.superlink, "--isolation", "process",
            "--host", "127.0.0.1", "--port", str(cfg.runtime_port), "--node-config", _toml_pairs(cfg.node_config())]
+    cmd += ["--superexec-auth-secret-file", str(cfg.superexec_secret)]
     if cfg.insecure:
         return cmd + ["--insecure"]
     return cmd + ["--root-certificates", str(cfg.ca_certificate), "--auth-supernode-private-key", str(cfg.private_key)]
@@ -54,6 +58,7 @@ def supernode_command(cfg: SiteConfig) -> list[str]:
 def guard_command(cfg: SiteConfig, supernode_pid: int) -> list[str]:
     return [sys.executable, "-m", "client.guard", "serve", "--runtime-api-address", f"127.0.0.1:{cfg.runtime_port}",
             "--site", cfg.site, "--approved", ",".join(cfg.approved_apps),
+            "--superexec-auth-secret-file", str(cfg.superexec_secret),
             "--refusal-log", str(cfg.state_dir / "refused-apps.jsonl"), "--parent-pid", str(supernode_pid)]
 
 
@@ -69,6 +74,11 @@ def app_hash(app: str | Path) -> str:
 
 def run_site(cfg: SiteConfig) -> int:
     """Run until stopped (SIGTERM/SIGINT) or until the SuperNode exits; children never outlive this."""
+    from server.pki import ensure_secret, make_private
+
+    os.umask(0o077)  # inherited by the SuperNode, the guard and every ClientApp: nothing here for other users
+    make_private(cfg.state_dir)
+    ensure_secret(cfg.superexec_secret)
     env = site_env(cfg)
     print(f"m3fed site {cfg.site}: connecting to {cfg.superlink} "
           f"({'INSECURE: no TLS, no node authentication' if cfg.insecure else 'TLS + node authentication'}); "
@@ -142,6 +152,8 @@ KillMode=mixed
 TimeoutStopSec=30
 Environment=FLWR_TELEMETRY_ENABLED=0 FLWR_DISABLE_UPDATE_CHECK=1 HF_HUB_OFFLINE=1
 NoNewPrivileges=true
+# state_dir holds decoded reports and the ledger: nothing written there is for other users.
+UMask=0077
 ProtectSystem=strict
 ReadWritePaths={cfg.state_dir}
 PrivateTmp=true

@@ -40,16 +40,22 @@ def example_count(examples: Examples, objective: str) -> int:
 
 
 def declaration(examples: Examples) -> dict:
-    """What a site tells the server before its first round: what it can train and in which languages.
+    """What a site tells the server before its first round: what it can train, in which languages,
+    and on how many training examples per objective.
 
-    No counts and no records: the server learns only which objectives to send (a text-only site
-    gets no contrastive rounds, so no model download it would not use) and what to report per language.
+    The server learns which objectives to send (a text-only site gets no contrastive rounds, so no
+    model download it would not use), what to report per language, and the most ``num-examples``
+    it will accept from the site in a round (``server.screening``): a site cannot claim more later
+    to dominate the average. The counts are what every round's ``num-examples`` releases anyway;
+    no record leaves the site.
     """
     has_image = examples.image_index >= 0
+    counts = {o: example_count(examples, o) for o in OBJECTIVES}
     return {"languages": sorted({r.language for r in examples.records}),
             "modalities": sorted({r.modality for r, i in zip(examples.records, has_image.tolist()) if i}),
             "images": bool(has_image.any()),
-            "objectives": [o for o in OBJECTIVES if example_count(examples, o) >= 2]}
+            "objectives": [o for o in OBJECTIVES if counts[o] >= 2],
+            **{f"examples-{o}": n for o, n in counts.items()}}
 
 
 def local_update(model: M3FM, examples: Examples, objective: str, *, train: TrainConfig, epochs: int,

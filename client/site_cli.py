@@ -27,9 +27,36 @@ def _checked(args):
 
 
 def _check(args) -> int:
-    _checked(args)
+    cfg = _checked(args)
+    warning = _privacy_warning(cfg, args.preset)
+    if warning:
+        print(f"warning: the privacy policy {cfg.privacy_policy} fits no round of its planned schedule, every "
+              f"round would be refused: {warning}")
     print("site configuration OK")
     return 0
+
+
+def _privacy_warning(cfg, preset: str) -> str | None:
+    """Plan the policy's first round as a ClientApp would, with the run's default local epochs."""
+    if not cfg.privacy_policy:
+        return None
+    import tomllib
+
+    from client.site import site_examples
+    from client.site_privacy import schedule_warning
+    from privacy.policy import load_policy
+    from server.strategy import local_epochs_for
+    from shared_model.config import get_preset
+    from sim.federation import APP_DIR
+
+    app = APP_DIR / "pyproject.toml"
+    if not app.is_file():  # an installed copy without the app's run config: nothing to plan with
+        return None
+    run = tomllib.loads(app.read_text(encoding="utf-8"))["tool"]["flwr"]["app"]["config"]
+    epochs = {o: local_epochs_for(o, int(run["local-epochs"]), int(run["lm-local-epochs"]))
+              for o in ("contrastive", "report-generation")}
+    examples = site_examples(str(cfg.data), get_preset(preset).image_size, "train")
+    return schedule_warning(load_policy(cfg.privacy_policy), examples, cfg.ledger, epochs=epochs)
 
 
 def _start(args) -> int:

@@ -52,6 +52,11 @@ class SiteConfig:
     def ledger(self) -> Path:
         return self.state_dir / "ledger.jsonl"
 
+    @property
+    def superexec_secret(self) -> Path:
+        """Signs the guard's acquire-task calls: the SuperNode hands no task to a caller without it."""
+        return self.state_dir / "superexec.secret"
+
     def node_config(self) -> dict[str, str]:
         """What the ClientApp reads from ``context.node_config`` on this SuperNode."""
         config = {"site-name": self.site, "data-path": str(self.data), "state-dir": str(self.state_dir)}
@@ -133,7 +138,7 @@ def check_site(cfg: SiteConfig, *, image_size: int) -> dict:
     """Everything that can be checked before connecting; returns the data check's summary."""
     from client.cli import check_dataset
     from privacy.policy import load_policy
-    from server.pki import check_site_key, load_certificate
+    from server.pki import check_site_key, load_certificate, make_private
 
     if not cfg.insecure:
         load_certificate(cfg.ca_certificate)
@@ -151,5 +156,5 @@ def check_site(cfg: SiteConfig, *, image_size: int) -> dict:
     found = {m for m, n in summary["by_modality"].items() if n}
     if not found <= set(cfg.modalities):
         raise DataError(cfg.source, f"modalities: declared {sorted(cfg.modalities)}, the data has {sorted(found)}")
-    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    make_private(cfg.state_dir)  # decoded reports, ledger, results: this site's account only (0700)
     return summary

@@ -42,6 +42,15 @@ class PrivacyBudgetExhausted(AccountingError):
                          f"at δ = {delta:g}")
 
 
+class RoundRefused(AccountingError):
+    """The site's own pace refuses this round before training (the site shows ``budget: <reason>``).
+
+    Not exhaustion: the budget may have room, but not for this round as asked: it would take more
+    ε than ``max_epsilon_per_round``, need more noise than ``max_noise_multiplier`` (a round of
+    noise), or charge a (run, round) a second time.
+    """
+
+
 def accountant_version(accountant: str) -> str:
     """Library, version and settings behind a figure, for ledgers and statements."""
     _check_accountant(accountant)
@@ -106,7 +115,7 @@ def would_exceed(segments: Iterable[Sequence], next_segment: Sequence, *, delta:
 
 def calibrate_noise(*, target_epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str,
                     prior_segments: Iterable[Sequence] = (), tolerance: float = 0.01,
-                    guess: float | None = None) -> float:
+                    guess: float | None = None, max_sigma: float = MAX_SIGMA) -> float:
     """Smallest σ (to 1e-4, rounded up) keeping ε(prior + (σ, q, steps)) ≤ target, verified.
 
     Unlike ``make_private_with_epsilon`` this counts what was already spent. The result is
@@ -115,6 +124,7 @@ def calibrate_noise(*, target_epsilon: float, delta: float, sample_rate: float, 
     is when ε with it lands within ``tolerance`` below the target, one accountant call instead of
     a search (each call takes ~1 s once a ledger has rounds). The search goes to half of that, so
     that its own result, rounded up to 1e-4, passes the same test in the site's next round.
+    ``max_sigma``: search no higher; ``RoundRefused`` when even that σ passes the target.
     """
     prior = normalize(prior_segments)
     if not target_epsilon > 0:
@@ -132,13 +142,13 @@ def calibrate_noise(*, target_epsilon: float, delta: float, sample_rate: float, 
         start = math.ceil(round(guess * 1e4, 6)) / 1e4  # 1.6382 * 1e4 is 16382.000000000002
         if target_epsilon - tolerance <= eps_at(start) <= target_epsilon:
             return start
-    low, high = 0.0, 1.0
+    low, high = 0.0, min(1.0, max_sigma)
     eps_high = eps_at(high)
     while eps_high > target_epsilon:
-        low, high = high, 2 * high
-        if high > MAX_SIGMA:
-            raise AccountingError(f"no σ ≤ {MAX_SIGMA:g} keeps ε ≤ {target_epsilon:g}: the budget is too small "
-                                  f"(ε already spent {spent:.4f})")
+        if high >= max_sigma:
+            raise RoundRefused(f"no σ ≤ {max_sigma:g} keeps ε ≤ {target_epsilon:g}: the budget is too small "
+                               f"(ε already spent {spent:.4f})")
+        low, high = high, min(2 * high, max_sigma)
         eps_high = eps_at(high)
     low = max(low, MIN_SIGMA)
     while high > low and target_epsilon - eps_high > tolerance / 2 and high - low > 1e-6 * high:

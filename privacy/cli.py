@@ -45,12 +45,17 @@ def _epsilon(args: argparse.Namespace) -> int:
     return 0
 
 
-def plan(*, policy_path: str, dataset_size: int, rounds: int, local_steps: int) -> dict:
-    """Projected ε round by round before any training, with the policy's σ or one calibrated to it."""
+def plan(*, policy_path: str, dataset_size: int, rounds: int | None, local_steps: int) -> dict:
+    """Projected ε round by round before any training, with the policy's σ or one calibrated to it.
+
+    ``rounds`` None: the policy's ``planned_rounds``. A σ above ``max_noise_multiplier`` or a round
+    adding more than ``max_epsilon_per_round`` is one the site would refuse: the plan does not fit.
+    """
     from privacy.accounting import accountant_version, affordable_steps, calibrate_noise, epsilon
     from privacy.policy import check_delta, load_policy
 
     policy = load_policy(policy_path)
+    rounds = policy.planned_rounds if rounds is None else rounds
     check_delta(policy, dataset_size)
     for name, value in (("rounds", rounds), ("local steps", local_steps)):
         if value < 1:
@@ -67,13 +72,24 @@ def plan(*, policy_path: str, dataset_size: int, rounds: int, local_steps: int) 
                    "epsilon": epsilon([(sigma, q, r * local_steps)], **common)} for r in range(1, rounds + 1)]
     fits = affordable_steps(target_epsilon=policy.target_epsilon, noise_multiplier=sigma, sample_rate=q,
                             multiple=local_steps, limit=total, **common) // local_steps
+    refused = []  # what the site's own pace refuses, even within the target
+    if sigma > policy.max_noise_multiplier:
+        refused.append(f"σ = {sigma:g} is above max_noise_multiplier {policy.max_noise_multiplier:g}: the site "
+                       "refuses these rounds rather than train on noise")
+    cap = policy.max_epsilon_per_round
+    if cap is not None and not calibrated:
+        steps_up = [0.0] + [row["epsilon"] for row in projection]
+        over = [r for r in range(1, rounds + 1) if steps_up[r] - steps_up[r - 1] > cap]
+        if over:
+            refused.append(f"round {over[0]} would add more than max_epsilon_per_round {cap:g}")
     return {"policy": str(policy_path), "unit": policy.unit, "dataset_size": dataset_size,
             "batch_size": policy.batch_size, "sample_rate": q, "noise_multiplier": sigma,
             "noise_source": "calibrated to the target over all planned steps" if calibrated else "policy",
             "max_grad_norm": policy.max_grad_norm, "rounds": rounds, "local_steps": local_steps,
             "total_steps": total, "target_epsilon": policy.target_epsilon, "delta": policy.target_delta,
             "accountant": policy.accountant, "accountant_version": accountant_version(policy.accountant),
-            "projection": projection, "affordable_rounds": fits, "within_target": fits == rounds,
+            "projection": projection, "affordable_rounds": fits, "within_target": fits == rounds and not refused,
+            "max_noise_multiplier": policy.max_noise_multiplier, "max_epsilon_per_round": cap, "refused": refused,
             "note": "q = batch_size/N; Opacus uses q = 1/len(loader), so record the loader's q in the ledger"}
 
 
@@ -89,8 +105,12 @@ def _plan(args: argparse.Namespace) -> int:
         for row in p["projection"]:
             mark = "" if row["epsilon"] <= p["target_epsilon"] else "  > target"
             print(f"  round {row['round']:>4}  steps {row['steps']:>7}  ε = {row['epsilon']:.4f}{mark}")
-        print(f"all {p['rounds']} rounds fit within ε = {p['target_epsilon']:g}" if p["within_target"] else
-              f"only {p['affordable_rounds']} of {p['rounds']} rounds fit within ε = {p['target_epsilon']:g}")
+        for reason in p["refused"]:
+            print(f"refused at the site: {reason}")
+        if p["affordable_rounds"] == p["rounds"]:
+            print(f"all {p['rounds']} rounds fit within ε = {p['target_epsilon']:g}")
+        else:
+            print(f"only {p['affordable_rounds']} of {p['rounds']} rounds fit within ε = {p['target_epsilon']:g}")
     return 0 if p["within_target"] else 1
 
 
@@ -105,18 +125,41 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from privacy.ledger import Ledger, verify_ledger
+    from pathlib import Path
 
-    problems = verify_ledger(args.ledger)
+    from privacy.ledger import SIGNING_KEY, Ledger, read_lines, verify_ledger
+    from privacy.ledger_head import head_path, head_problems, read_head
+
+    path = Path(args.ledger)
+    head_file = Path(args.head) if args.head else head_path(path)
+    problems = verify_ledger(path, head=head_file)
+    lines = read_lines(path)
+    checked = ["the hash chain of every entry (edited, inserted, removed or reordered lines)",
+               "each entry's ε, replayed from the history before it"]
+    head = read_head(head_file)
+    if head is not None:
+        checked.append(f"its signed head {head_file} (Ed25519): the ledger is as long as the site last signed")
+    elif lines[0].get(SIGNING_KEY) is None:
+        checked.append(f"no signed head ({head_file} absent; a ledger from before signed heads): a cut tail "
+                       "cannot be detected from the file alone")
+    if args.receipt:
+        try:
+            receipt = json.loads(Path(args.receipt).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise LedgerError(f"{args.receipt}: cannot read the receipt ({exc})") from None
+        problems += head_problems(lines, receipt, what=f"the server's receipt {args.receipt}",
+                                  public_key=lines[0].get(SIGNING_KEY) or (head or {}).get("public_key"))
+        checked.append(f"the server's receipt {args.receipt}: the ledger is as long as the server last saw it")
     if problems:
         print(f"{args.ledger}: {len(problems)} problem(s)")
         for problem in problems:
             print(f"  {problem}")
-        return 1
-    ledger = Ledger(args.ledger)
-    print(f"ok: {len(ledger.entries())} entries, ε={ledger.epsilon():.4f} at δ={ledger.policy.target_delta:g} "
-          f"({ledger.policy.accountant})")
-    return 0
+    else:
+        ledger = Ledger(path)
+        print(f"ok: {len(ledger.entries())} entries, ε={ledger.epsilon():.4f} at δ={ledger.policy.target_delta:g} "
+              f"({ledger.policy.accountant})")
+    print("checked: " + "; ".join(checked))
+    return 1 if problems else 0
 
 
 def add_privacy_commands(sub: argparse._SubParsersAction) -> None:
@@ -134,7 +177,7 @@ def add_privacy_commands(sub: argparse._SubParsersAction) -> None:
     p = cmds.add_parser("plan", help="projected ε per round before training; exit 1 if the plan exceeds the target")
     p.add_argument("--policy", required=True, help="site privacy policy (YAML)")
     p.add_argument("--dataset-size", type=int, required=True, help="N in units of privacy (patients or records)")
-    p.add_argument("--rounds", type=int, required=True)
+    p.add_argument("--rounds", type=int, help="rounds to plan (default: the policy's planned_rounds)")
     p.add_argument("--local-steps", type=int, required=True, help="DP-SGD steps per round")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_user_errors(_plan))
@@ -142,6 +185,9 @@ def add_privacy_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ledger", required=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_user_errors(_report))
-    p = cmds.add_parser("verify", help="check a ledger's hash chain and replay its ε; exit 1 on any problem")
+    p = cmds.add_parser("verify", help="check a ledger's hash chain, ε and signed head (a cut tail); exit 1 on any "
+                                       "problem")
     p.add_argument("--ledger", required=True)
+    p.add_argument("--head", help="the ledger's signed head (default: <ledger>.head.json beside it)")
+    p.add_argument("--receipt", help="the server's receipt of this site's head (RUNDIR/receipts/<site>.json)")
     p.set_defaults(func=_user_errors(_verify))

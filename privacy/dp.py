@@ -12,14 +12,21 @@ still runs inside ``_step`` but on the non-private gradient that DPOptimizer the
 ``TrainConfig.batch_size`` is unused. Contrastive rounds use the public-negative loss of
 ``privacy.dp_losses``: the shared in-batch-negatives loss has no per-example sensitivity.
 
-Unit of privacy (add/remove one unit):
-- ``record``: every eligible record (contrastive: records with an image; report generation: all).
-- ``patient``: records grouped by ``Record.patient_id``; user-level DP-SGD (per-user clipping as in
-  McMahan et al., ICLR 2018). Sampling: each step takes each patient with probability q, all of
-  its records together. Clipping: Opacus computes one gradient row per record;
-  ``sum_rows_by_unit`` (the only custom gradient code here) replaces ``p.grad_sample`` by the
-  per-patient sums just before ``DPOptimizer`` clips, so Opacus clips each patient's summed
-  gradient to C and adds N(0, σ²C²) to the sum of clipped patient gradients.
+Unit of privacy (add/remove one unit; ``privacy.sampling.privacy_units``):
+- ``record``: one study, i.e. the rows sharing ``(patient_id, study_id)``: its report, all its
+  images and, where the site holds them, its translations. The loaders make one row per image and
+  language, so a 3-image study is 3 contrastive pairs, and all 3 are one unit. Report generation
+  trains each study's report once per language (the per-image copies are one row).
+  ``max_records_per_patient`` counts studies per patient; the site drops a patient's studies past
+  it before planning (``privacy.sampling.cap_studies_per_patient``), so the group bound holds.
+- ``patient``: rows grouped by ``Record.patient_id``: all their studies; user-level DP-SGD
+  (per-user clipping as in McMahan et al., ICLR 2018).
+Both levels take the same path. Sampling: each step takes each unit with probability q, all of
+its rows together. Clipping: Opacus computes one gradient row per row of the batch;
+``sum_rows_by_unit`` (the only custom gradient code here) replaces ``p.grad_sample`` by the
+per-unit sums just before ``DPOptimizer`` clips, so Opacus clips each unit's summed gradient to C
+and adds N(0, σ²C²) to the sum of clipped unit gradients. When every unit of a batch is one row
+(single-image studies) the sums are the rows themselves and no sum is taken.
 
 Sampling and steps (``privacy.sampling``): q and the integer step count are fixed before
 training; every planned step is a noised optimizer step. The steps run are counted at Opacus'
@@ -103,8 +110,8 @@ class DPRoundResult:
 
 
 def sum_rows_by_unit(optimizer: DPOptimizer, row_units: torch.Tensor, n_units: int) -> None:
-    """Replace each ``p.grad_sample`` (one row per record) by one row per unit; filler rows (-1) drop out."""
-    # One record per unit, in order, fillers last (record level): the first rows already are the units.
+    """Replace each ``p.grad_sample`` (one row per batch row) by one row per unit; filler rows (-1) drop out."""
+    # One row per unit, in order, fillers last: the first rows already are the units.
     identity = bool((row_units[:n_units] == torch.arange(n_units)).all() and (row_units[n_units:] < 0).all())
     for p in optimizer.params:
         rows = optimizer._get_flat_grad_sample(p)
@@ -120,7 +127,7 @@ def sum_rows_by_unit(optimizer: DPOptimizer, row_units: torch.Tensor, n_units: i
 
 
 class UnitDPOptimizer(DPOptimizer):
-    """Opacus' DPOptimizer whose clipping unit is a group of rows (a patient) rather than one row."""
+    """Opacus' DPOptimizer whose clipping unit is a group of rows (a study, a patient) rather than one row."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, *, rows: RowMap, **kwargs) -> None:
         super().__init__(optimizer, **kwargs)

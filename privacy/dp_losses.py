@@ -18,7 +18,9 @@ There are no public images, so the text→image direction keeps the example's ow
 only image candidate and uses the same public text bank as distractors. A bank entry whose text
 equals report i is dropped from i's negatives (the plain loss treats identical reports as
 positives too). term_i is a function of (image_i, report_i), the weights and public data alone,
-so per-example clipping bounds one example's contribution to the gradient sum by C.
+so clipping bounds one example's contribution to the gradient sum by C; and the sum of the terms
+of one unit's pairs (a study's images with its reports, a patient's studies), clipped as one, bounds
+that unit's. No term reads another pair of its own study either.
 """
 from __future__ import annotations
 

@@ -19,6 +19,12 @@ ACCOUNTANTS = ("prv", "rdp")
 LAYERS = ("top", "all")  # which layers a DP update trains: each module's top_layers(), or all it can
 # Keys a site may change between runs without a new ledger: they change what trains, not what is spent.
 TRAINING_KEYS = frozenset({"contrastive_layers", "report_layers"})
+# The site's pace: how it spreads its budget over rounds. Changing them re-plans what is left; the
+# budget itself (target ε, δ, unit, accountant) stays the ledger's (ledgers older than them lack them).
+PACE_KEYS = frozenset({"planned_rounds", "max_epsilon_per_round", "max_noise_multiplier"})
+MUTABLE_KEYS = TRAINING_KEYS | PACE_KEYS
+# Default cap on σ; see ``PrivacyPolicy.max_noise_multiplier``.
+MAX_NOISE_MULTIPLIER = 8.0
 # Outputs a site may send besides the (DP) model update; each one is listed as not covered by ε.
 RELEASES = ("num-examples", "train-loss", "eval-metrics")
 
@@ -49,6 +55,21 @@ class PrivacyPolicy:
     release: tuple[str, ...] = ("num-examples",)
     max_records_per_patient: int | None = None
     patient_id_field: str = "subject_id"
+    # The site's own pace (PACE_KEYS), whatever the server asks:
+    # - planned_rounds: the rounds this ledger's budget is planned for, over all runs; calibrate mode
+    #   spreads what is left over planned_rounds minus the rounds the ledger has charged. 12 is the
+    #   default job's length (``m3fed sim``), in every round of which a site with images trains.
+    # - max_epsilon_per_round: ε one round may add (None: only the target bounds it). Calibrate mode
+    #   raises σ to stay within it; a fixed σ that would pass it is refused.
+    # - max_noise_multiplier: a round that would need more σ is refused ("budget: ...") instead of
+    #   released as noise. DP-SGD's averaged gradient carries noise of std σ·C/B per coordinate
+    #   against a clipped mean of norm at most C; measured on the default job's data (one site's
+    #   DP report-generation round, B = 64, C = 1, 2 local epochs, README "Differential privacy"),
+    #   the held-out loss still falls at σ = 8 and rises above it: past that a round spends budget
+    #   and moves the model away. At batch B the same noise on the average is σ·B/64 of it.
+    planned_rounds: int = 12
+    max_epsilon_per_round: float | None = None
+    max_noise_multiplier: float = MAX_NOISE_MULTIPLIER
     # Training settings, not privacy ones (ε does not depend on them; see TRAINING_KEYS).
     contrastive_layers: str = "top"
     report_layers: str = "top"
@@ -102,6 +123,19 @@ class PrivacyPolicy:
             _check_type(self, key, str)
             if getattr(self, key) not in LAYERS:
                 raise bad(key, f"must be one of {', '.join(LAYERS)}, got {getattr(self, key)!r}")
+        _check_type(self, "planned_rounds", int)
+        if self.planned_rounds < 1:
+            raise bad("planned_rounds", f"must be at least 1, got {self.planned_rounds}")
+        if self.max_epsilon_per_round is not None:
+            _check_type(self, "max_epsilon_per_round", float)
+            if not (math.isfinite(self.max_epsilon_per_round) and self.max_epsilon_per_round > 0):
+                raise bad("max_epsilon_per_round", f"must be a positive number, got {self.max_epsilon_per_round}")
+        _check_type(self, "max_noise_multiplier", float)
+        if not (math.isfinite(self.max_noise_multiplier) and self.max_noise_multiplier > 0):
+            raise bad("max_noise_multiplier", f"must be a positive number, got {self.max_noise_multiplier}")
+        if not isinstance(self.noise_multiplier, str) and self.noise_multiplier > self.max_noise_multiplier:
+            raise bad("noise_multiplier", f"{self.noise_multiplier:g} is above max_noise_multiplier "
+                                          f"{self.max_noise_multiplier:g}: every round would be refused")
         _check_type(self, "patient_id_field", str)
         if not self.patient_id_field:
             raise bad("patient_id_field", "must not be empty")

@@ -1,5 +1,12 @@
 """What a DP round samples: its privacy units, its planned steps and its Poisson batches.
 
+A unit is a study at ``unit: record`` (the rows sharing ``(patient_id, study_id)``: its report,
+every image, every translation) and a patient at ``unit: patient``. Report generation trains a
+study's report once per language: the copies the loaders make per image are one example.
+``max_records_per_patient`` (studies per patient, record level) is enforced on the data by
+``cap_studies_per_patient`` before anything is planned. A manifest row without ``study_id`` takes
+the patient id as its study (``client.sources.manifest``): its unit is then the whole patient.
+
 q = batch_size / units and the integer step count are fixed before training (``planned_steps``);
 every step draws Bernoulli(q) per unit from a ``torch.Generator`` seeded with the round's
 ``seed``. Every planned step is a noised optimizer step, also when the sample is empty (or holds
@@ -11,8 +18,10 @@ sample stays secret: ``seed`` must be site-private, not the run's public seed.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -37,18 +46,80 @@ def planned_steps(n_units: int, *, batch_size: int, epochs: int) -> tuple[int, f
     return -(-epochs * n_units // batch_size), batch_size / n_units
 
 
+def study_of(record) -> tuple[str, str]:
+    """A study is a patient's study id: two patients' equal study ids are two studies."""
+    return record.patient_id, record.study_id
+
+
+def training_rows(examples: Examples, objective: str) -> list[int]:
+    """Rows a DP round of ``objective`` trains on: every image row (contrastive pairs), or each
+    study's report once per language and text (report generation; the per-image copies are one)."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    records = examples.records
+    if objective == "contrastive":
+        return [i for i, image in enumerate(examples.image_index.tolist()) if image >= 0]
+    first: dict[tuple[str, str, str, str], int] = {}
+    for i, r in enumerate(records):
+        first.setdefault((*study_of(r), r.language, r.report), i)
+    return list(first.values())
+
+
 def privacy_units(examples: Examples, objective: str, *, unit: str) -> list[list[int]]:
-    """Record indices of each unit: one record, or one patient's records, among those the objective uses."""
+    """Record indices of each unit among the rows the objective trains on: a study's, or a patient's."""
     if objective not in OBJECTIVES or unit not in UNITS:
         raise ValueError(f"objective must be one of {OBJECTIVES} and unit one of {UNITS}")
-    rows = [i for i in range(len(examples.records))
-            if objective != "contrastive" or int(examples.image_index[i]) >= 0]
-    if unit == "record":
-        return [[i] for i in rows]
-    by_patient: dict[str, list[int]] = {}
-    for i in rows:
-        by_patient.setdefault(examples.records[i].patient_id, []).append(i)
-    return list(by_patient.values())
+    groups: dict[object, list[int]] = {}
+    for i in training_rows(examples, objective):
+        r = examples.records[i]
+        groups.setdefault(r.patient_id if unit == "patient" else study_of(r), []).append(i)
+    return list(groups.values())
+
+
+@dataclass(frozen=True)
+class StudyCap:
+    """What enforcing ``max_records_per_patient`` (studies per patient) dropped; stays at the site."""
+
+    max_studies_per_patient: int | None
+    patients_over: int = 0
+    studies_dropped: int = 0
+    rows_dropped: int = 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def cap_studies_per_patient(examples: Examples, max_studies: int | None, *, report=None
+                            ) -> tuple[Examples, StudyCap]:
+    """Keep each patient's ``max_studies`` lowest study ids; drop (and count) their other studies.
+
+    Lowest ids, compared as numbers where they are digits: a choice that depends on the data alone
+    (not on file order), so every round and run trains the same studies. MIMIC study ids are not
+    dates: which studies are kept is arbitrary but reproducible. ``report`` (a ``DataReport``)
+    gets one skipped item per dropped study. None: no bound, nothing dropped.
+    """
+    if max_studies is None:
+        return examples, StudyCap(None)
+    if isinstance(max_studies, bool) or not isinstance(max_studies, int) or max_studies < 1:
+        raise ValueError(f"max_records_per_patient must be a positive integer, got {max_studies!r}")
+    studies: dict[str, set[str]] = {}
+    for r in examples.records:
+        studies.setdefault(r.patient_id, set()).add(r.study_id)
+    dropped = {(patient, study) for patient, ids in studies.items()
+               for study in sorted(ids, key=_study_order)[max_studies:]}
+    if not dropped:
+        return examples, StudyCap(max_studies)
+    kept = examples.subset(lambda r: study_of(r) not in dropped)
+    if report is not None:
+        for patient, study in sorted(dropped):
+            report.skip(f"patient {patient} study {study}",
+                        f"over max_records_per_patient: the patient's {max_studies} lowest study ids are kept")
+    return kept, StudyCap(max_studies, patients_over=len({patient for patient, _ in dropped}),
+                          studies_dropped=len(dropped), rows_dropped=len(examples.records) - len(kept.records))
+
+
+def _study_order(study_id: str) -> tuple:
+    return (0, int(study_id), study_id) if study_id.isdigit() else (1, 0, study_id)
 
 
 class PoissonBatches:
@@ -62,7 +133,7 @@ class PoissonBatches:
     of 64 (a vocabulary-wide softmax per padded position). The split is Opacus' physical-batch
     mechanism (``BatchMemoryManager``): every physical batch but the last signals the optimizer to
     clip and accumulate without a step, so one sample is still one noised step; units are never
-    split, so a patient's records are clipped together. ``skip`` is the optimizer's
+    split, so a unit's rows (a study's, a patient's) are clipped together. ``skip`` is the optimizer's
     ``signal_skip_step``, set once the optimizer exists.
     """
 

@@ -2,7 +2,8 @@
 
 Follows "How to DP-fy ML" (arXiv 2303.00654) and TF-Privacy's ``compute_dp_sgd_privacy_statement``:
 the guarantee and its neighbouring relation, the unit (plus a group bound for patients with
-several records), the accountant and version, the composition, a tier, and what ε does not cover.
+several studies, from the ``max_records_per_patient`` the site enforces on its data), the
+accountant and version, the composition, a tier, and what ε does not cover.
 """
 from __future__ import annotations
 
@@ -13,6 +14,13 @@ from privacy.ledger import Ledger, LedgerError, verify_ledger
 from privacy.policy import PrivacyPolicy
 
 DP_FLAVOUR = "(ε, δ)-DP, add/remove-one neighbouring"
+# What one unit is (privacy.sampling.privacy_units): a record is a study, whatever its image count.
+UNIT_MEANING = {
+    "record": "one study: its report, all its images and translations",
+    "patient": "one patient: all their studies",
+}
+# How privacy.sampling.cap_studies_per_patient enforces max_records_per_patient before training.
+CAP_RULE = "studies beyond the bound are dropped before training; each patient keeps its lowest study ids"
 # Named in every statement: in-batch negatives would couple examples, so DP rounds use this loss (dp_losses).
 MECHANISM = {
     "training": "DP-SGD (Opacus per-sample gradients, clipping to C, Gaussian noise σ·C per step, Poisson sampling)",
@@ -34,7 +42,7 @@ def tier(epsilon: float) -> str:
 
 
 def group_bound(epsilon: float, delta: float, k: int) -> dict:
-    """(kε, k·e^{(k−1)ε}·δ) for a patient with up to k records; δ computed in logs to avoid overflow."""
+    """(kε, k·e^{(k−1)ε}·δ) for a patient with up to k studies; δ computed in logs to avoid overflow."""
     log_delta = math.log(k) + (k - 1) * epsilon + math.log(delta)
     return {"max_records_per_patient": k, "epsilon": k * epsilon,
             "delta": 1.0 if log_delta >= 0 else math.exp(log_delta), "vacuous": log_delta >= 0}
@@ -59,13 +67,17 @@ def not_covered(policy: PrivacyPolicy) -> list[str]:
         "noise comes from torch's default generator (floating-point attacks, arXiv 2107.10138)",
     ]
     if policy.unit == "record" and policy.max_records_per_patient is None:
-        items.append(f"patients with several records: unit is one record and no max_records_per_patient is set, "
-                     f"so no bound per patient ({policy.patient_id_field}) is given")
+        items.append(f"patients with several studies: the unit is one study and no max_records_per_patient is "
+                     f"set, so no bound per patient ({policy.patient_id_field}) is given")
     return items
 
 
-def privacy_statement(ledger: Ledger) -> dict:
-    """The statement as a JSON-ready dict; refused for a ledger that fails verification."""
+def privacy_statement(ledger: Ledger, *, dropped: dict | None = None) -> dict:
+    """The statement as a JSON-ready dict; refused for a ledger that fails verification.
+
+    ``dropped``: what enforcing ``max_records_per_patient`` removed from the site's data
+    (``StudyCap.to_dict()``), when the caller has the data; the ledger does not hold it.
+    """
     problems = verify_ledger(ledger.path)  # replays ε entry by entry: a statement never trusts stored figures
     if problems:
         raise LedgerError(f"{ledger.path}: fails verification, no statement can be made from it "
@@ -87,7 +99,11 @@ def privacy_statement(ledger: Ledger) -> dict:
         "dataset_fingerprint": ledger.header["dataset_fingerprint"],
         "dp_flavour": DP_FLAVOUR,
         "unit": policy.unit,
+        "unit_meaning": UNIT_MEANING[policy.unit],
         "patient_id_field": policy.patient_id_field,
+        "max_records_per_patient": (None if policy.unit != "record" or not k else
+                                    {"value": k, "counts": "studies per patient", "enforced": CAP_RULE,
+                                     "dropped": dropped}),
         "epsilon": eps,
         "delta": delta,
         "target_epsilon": policy.target_epsilon,
@@ -109,16 +125,19 @@ def privacy_statement(ledger: Ledger) -> dict:
 
 def render_markdown(s: dict) -> str:
     """The statement for people: one claim sentence, the composition table, exclusions, ledger status."""
-    who = "one patient" if s["unit"] == "patient" else "one record (image or report)"
+    who = s.get("unit_meaning") or UNIT_MEANING[s["unit"]]
     lines = [f"# Privacy statement: site {s['site']}", "",
              f"Model updates released by site **{s['site']}** satisfy **(ε = {s['epsilon']:.3f}, "
              f"δ = {s['delta']:.3g})-DP** ({s['dp_flavour']}); the unit of privacy is {who}. "
              f"Tier: **{s['tier']}** (target ε = {s['target_epsilon']:g}).", ""]
-    g = s["group_privacy"]
+    g, d = s["group_privacy"], (s.get("max_records_per_patient") or {}).get("dropped")
     if g:
-        lines += [f"Group privacy for a patient with up to {g['max_records_per_patient']} records: "
-                  f"(ε = {g['epsilon']:.3f}, δ = {g['delta']:.3g})" + (" - **vacuous** (δ ≥ 1)." if g["vacuous"]
-                                                                        else "."), ""]
+        lines += [f"At most {g['max_records_per_patient']} studies per patient are trained on ({CAP_RULE}). "
+                  f"Group privacy for one patient: (ε = {g['epsilon']:.3f}, δ = {g['delta']:.3g})"
+                  + (" - **vacuous** (δ ≥ 1)." if g["vacuous"] else "."), "",
+                  f"Dropped to enforce it: {d['studies_dropped']} studies ({d['rows_dropped']} rows) of "
+                  f"{d['patients_over']} patients." if d else "Dropped to enforce it: not known to this statement "
+                  "(the ledger does not record it).", ""]
     c = s["composition"]
     lines += [f"Accountant: `{s['accountant']}` ({s['accountant_version']}); sampling: {s['sampling']}.", "",
               "Mechanism: " + s["mechanism"]["training"] + ". Contrastive rounds: "

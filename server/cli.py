@@ -6,10 +6,14 @@ import json
 import os
 from pathlib import Path
 
+from server.superlink import CONTROL_PORT
 from sim.standalone import m3fed_home
 
 
 def _state(value: str | None) -> Path:
+    # On the server host the operator's state is the SuperLink's (sites.json, runs submitted): its
+    # owner's alone, like everything m3fed server start writes.
+    os.umask(0o077)
     return Path(value or os.environ.get("M3FED_SERVER_STATE") or m3fed_home() / "server").resolve()
 
 
@@ -33,13 +37,13 @@ def _server_start(args) -> int:
     from server.superlink import ServerConfig, start_server
 
     cfg = ServerConfig(state=_state(args.state), certs=Path(args.certs).resolve() if args.certs else None,
-                       host=args.host, port=args.port, insecure=args.insecure)
+                       host=args.host, port=args.port, control_port=args.control_port, insecure=args.insecure)
     start_server(cfg)  # does not return: the process becomes the SuperLink
     return 0
 
 
 def _connection(args) -> dict:
-    return {"superlink": args.superlink, "ca": Path(args.ca) if args.ca else None, "insecure": args.insecure}
+    return {"superlink": args.superlink}
 
 
 def _register(args) -> int:
@@ -66,18 +70,24 @@ def _sites(args) -> int:
 
 
 def _run(args) -> int:
-    from server.remote import submit_run
+    from server.remote import resume_run, submit_run
 
-    overrides = {"num-server-rounds": args.rounds, "min-sites": args.min_sites, "schedule": args.schedule,
-                 "local-epochs": args.local_epochs, "seed": args.seed}
+    given = {"num-server-rounds": args.rounds, "min-sites": args.min_sites, "schedule": args.schedule,
+             "local-epochs": args.local_epochs, "seed": args.seed}
+    overrides = {k: v for k, v in given.items() if v is not None}
     if args.secagg:
         overrides.update({"secagg": True, "secagg-max-weight": float(args.secagg_max_weight)})
     for pair in args.run_config or []:
         key, _, value = pair.partition("=")
         overrides[key.strip()] = _parse_value(value.strip())
-    out = Path(args.out)
-    record = submit_run(state=_state(args.state), out=out, run_config=overrides,
-                        app=Path(args.app) if args.app else _default_app(), **_connection(args))
+    if args.resume:  # the recorded run config; only what is given here changes it (e.g. more rounds)
+        out = Path(args.resume)
+        record = resume_run(state=_state(args.state), run_dir=out, overrides=overrides, **_connection(args))
+    else:
+        out = Path(args.out)
+        defaults = {"num-server-rounds": 4, "min-sites": 2, "schedule": "alternate", "local-epochs": 1, "seed": 0}
+        record = submit_run(state=_state(args.state), out=out, run_config={**defaults, **overrides},
+                            app=Path(args.app) if args.app else _default_app(), **_connection(args))
     print(f"run {record.get('run-id')} {record.get('status')}; results: {out.resolve() / 'results.json'} "
           "(on the SuperLink's host)")
     return 0
@@ -99,9 +109,9 @@ def _parse_value(text: str):
 
 
 def _add_connection(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--superlink", required=True, help="HOST:PORT of the SuperLink")
-    p.add_argument("--ca", help="the consortium CA certificate (verifies the SuperLink)")
-    p.add_argument("--insecure", action="store_true", help="plain HTTP (only for a SuperLink started --insecure)")
+    p.add_argument("--superlink", default=f"127.0.0.1:{CONTROL_PORT}",
+                   help="the SuperLink's control listener: 127.0.0.1:CONTROL_PORT on the server host, or the local "
+                        f"end of an SSH tunnel to it (default 127.0.0.1:{CONTROL_PORT})")
     p.add_argument("--state", help="operator state folder (default $M3FED_HOME/server)")
 
 
@@ -125,8 +135,10 @@ def add_server_commands(sub: argparse._SubParsersAction) -> None:
     p = server.add_parser("start", help="Flower's SuperLink: TLS and SuperNode authentication on by default")
     p.add_argument("--certs", help="folder with ca.crt, server.pem, server.key (m3fed ca issue-server)")
     p.add_argument("--state", help="SuperLink state, logs and runs (default $M3FED_HOME/server)")
-    p.add_argument("--host", default="0.0.0.0")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="0.0.0.0", help="address of the sites' Fleet API listener")
+    p.add_argument("--port", type=int, default=8000, help="the sites' Fleet API port (TLS): the only public one")
+    p.add_argument("--control-port", type=int, default=CONTROL_PORT,
+                   help="Control and Runtime APIs, on 127.0.0.1 only (m3fed run, register-site)")
     p.add_argument("--insecure", action="store_true", help="plain HTTP, no node authentication (tests only)")
     p.set_defaults(func=_server_start)
     p = server.add_parser("register-site", help="admit a site's SuperNode key")
@@ -144,13 +156,17 @@ def add_server_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("run", help="submit a training run to a SuperLink and follow it")
     _add_connection(p)
-    p.add_argument("--out", required=True, help="run folder on the SuperLink's host (results.json, checkpoints)")
-    p.add_argument("--app", help="the app folder to bundle (default: this installation)")
-    p.add_argument("--rounds", type=int, default=4)
-    p.add_argument("--min-sites", type=int, default=2, help="sites that must be connected before round 1")
-    p.add_argument("--schedule", default="alternate")
-    p.add_argument("--local-epochs", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", help="run folder on the SuperLink's host (results.json, checkpoints)")
+    where.add_argument("--resume", metavar="RUNDIR", help="submit the run recorded for RUNDIR again; it continues "
+                                                          "after its last completed round")
+    p.add_argument("--app", help="the app folder to bundle (default: this installation; --resume uses the "
+                                  "recorded one)")
+    p.add_argument("--rounds", type=int, help="number of rounds (default 4)")
+    p.add_argument("--min-sites", type=int, help="sites that must be connected before round 1 (default 2)")
+    p.add_argument("--schedule", help="default alternate")
+    p.add_argument("--local-epochs", type=int, help="default 1")
+    p.add_argument("--seed", type=int, help="default 0")
     p.add_argument("--secagg", action="store_true", help="Flower's SecAgg+ on the sites' updates")
     p.add_argument("--secagg-max-weight", type=int, default=100_000,
                    help="at least the largest site's number of training examples (sites refuse above it)")

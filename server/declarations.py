@@ -17,15 +17,19 @@ from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.app.message_type import MessageType
 from flwr.serverapp import Grid
 
+from privacy.ledger_head import HEAD_RECORD
+
 
 class SiteDeclarations:
-    """Declarations by node id; ``names`` and ``epsilon`` carry what the sites said about themselves."""
+    """Declarations by node id; ``names``, ``epsilon`` and ``heads`` (a DP site's signed ledger head,
+    ``server.receipts``) carry what the sites said about themselves."""
 
     def __init__(self, *, timeout: float) -> None:
         self.timeout = timeout
         self.by_node: dict[int, dict] = {}
         self.names: dict[int, str] = {}
         self.epsilon: dict[int, float] = {}
+        self.heads: dict[int, dict] = {}
         self.seconds = 0.0  # time spent asking (not part of any round's seconds)
         self._asked: set[int] = set()
 
@@ -47,6 +51,8 @@ class SiteDeclarations:
                 self.names[node] = str(reply.content["site"]["name"])
             if "epsilon" in reply.content["metrics"]:
                 self.epsilon[node] = float(reply.content["metrics"]["epsilon"])
+            if HEAD_RECORD in reply.content.config_records:
+                self.heads[node] = dict(reply.content[HEAD_RECORD])
         self.seconds += time.perf_counter() - started
 
     def trains(self, node: int, objective: str) -> bool:

@@ -5,12 +5,15 @@ the SuperLink's TLS certificate, whose subject alternative names must cover ever
 sites dial. ``m3fed site keygen`` makes a site's SuperNode-authentication key pair (EC P-384 in
 OpenSSH format, what ``flower-supernode --auth-supernode-private-key`` reads); the private key
 stays at the site, only the ``.pub`` goes to the operator. Private keys are written 0600.
+``ensure_secret`` makes the SuperExec shared secret a SuperLink or SuperNode and its SuperExec
+sign runtime requests with; ``make_private`` keeps a state folder to its owner.
 """
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
 import os
+import secrets
 from pathlib import Path
 
 from cryptography import x509
@@ -30,6 +33,32 @@ def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
+
+
+def ensure_secret(path: Path) -> Path:
+    """A 32-byte random secret in ``path`` (0600), made once and kept: Flower reads it as raw bytes."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        _write_private(path, secrets.token_bytes(32))
+    path.chmod(0o600)
+    return path
+
+
+def make_private(folder: Path) -> Path:
+    """Create ``folder`` 0700, and take group and other access off everything already in it.
+
+    Only the permission bits of what is there are changed: a state folder made by an earlier
+    version (0755, files 0644) becomes private too, without touching its contents.
+    """
+    folder = Path(folder)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for path in (folder, *folder.rglob("*")):
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode & 0o7777
+        if mode & 0o077:
+            path.chmod(mode & ~0o077)
+    return folder
 
 
 def _refuse_overwrite(*paths: Path) -> None:

@@ -1,13 +1,23 @@
-"""``m3fed run``: submit a training run to a remote SuperLink (``flwr run`` underneath) and follow it.
+"""``m3fed run``: submit a training run to the SuperLink (``flwr run`` underneath) and follow it.
 
-The ServerApp writes ``results.json`` (``m3fed.results/1``), checkpoints and the round log to
-``--out``, a folder *on the SuperLink's host* (the ServerApp runs there). In a deployment the
-server holds no patient data, so ``data`` is empty: every round is scored by the sites on their
-own test patients (``client-eval-every = 1``) and the results carry that federated evaluation.
-``flwr run`` exits 0 even when the app failed, so the run's final status is read back.
+The SuperLink's Control API listens on the server host's loopback only (``server/superlink.py``),
+so ``m3fed run`` runs there, or elsewhere through an SSH tunnel to it. The ServerApp writes
+``results.json`` (``m3fed.results/1``), checkpoints and the round log to ``--out``, a folder *on the
+SuperLink's host*. In a deployment the server holds no patient data, so ``data`` is empty: every
+round is scored by the sites on their own test patients (``client-eval-every = 1``) and the results
+carry that federated evaluation. ``flwr run`` exits 0 even when the app failed, so the run's final
+status is read back.
+
+Every submission is recorded in the operator state (``submitted-runs.json``: run folder -> run
+config, app folder, bundle hash, run id), so ``m3fed run --resume RUNDIR`` can submit the same run
+again with ``resume = true`` after the SuperLink's host died: the ServerApp continues after the last
+round it checkpointed in RUNDIR (``server/run_state.py``), and Flower's record of the interrupted
+run is stopped first.
 """
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
@@ -18,16 +28,67 @@ from client.errors import DataError
 from server.superlink import CONNECTION, flower_env, flwr_cli, operator_home
 from sim.federation import APP_DIR, _toml_value
 
+SUBMITTED = "submitted-runs.json"
+
 
 def deployment_run_config(out: Path, overrides: dict) -> dict:
     return {"run-dir": str(Path(out).resolve()), "data": "", "client-eval-every": 1, **overrides}
 
 
-def submit_run(*, state: Path, superlink: str, ca: Path | None, insecure: bool, out: Path, run_config: dict,
-               app: Path = APP_DIR, timeout: float = 6 * 3600) -> dict:
+def _submitted(state: Path) -> dict[str, dict]:
+    path = Path(state) / SUBMITTED
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _record(state: Path, run_dir: str, entry: dict) -> None:
+    runs = _submitted(state)
+    runs[run_dir] = {**runs.get(run_dir, {}), **entry}
+    path = Path(state) / SUBMITTED
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(runs, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def submit_run(*, state: Path, superlink: str, out: Path, run_config: dict, app: Path = APP_DIR,
+               timeout: float = 6 * 3600) -> dict:
     """Start the run, stream its log to stdout, wait for the end; returns Flower's run record."""
-    home = operator_home(state, superlink, ca=ca, insecure=insecure)
-    overrides = " ".join(f"{k}={_toml_value(v)}" for k, v in deployment_run_config(out, run_config).items())
+    from client.daemon import app_hash
+
+    config = deployment_run_config(out, run_config)
+    _record(state, config["run-dir"], {"run_config": config, "app": str(Path(app).resolve()),
+                                       "fab_hash": app_hash(app), "run_id": None})
+    return _submit(state=state, superlink=superlink, config=config, app=app, timeout=timeout)
+
+
+def resume_run(*, state: Path, superlink: str, run_dir: Path, overrides: dict, timeout: float = 6 * 3600) -> dict:
+    """Submit the run recorded for ``run_dir`` again, ``resume = true``: it goes on after its last checkpoint."""
+    from client.daemon import app_hash
+
+    key = str(Path(run_dir).resolve())
+    entry = _submitted(state).get(key)
+    if entry is None:
+        raise DataError(Path(state) / SUBMITTED, f"no run was submitted for {key} from this operator state "
+                                                 "(resume with the --state the run was submitted with)")
+    if Path(key).is_dir() and not (Path(key) / "state.json").is_file():
+        raise DataError(key, "no completed round to resume from (state.json is missing): submit the run again")
+    if app_hash(entry["app"]) != entry["fab_hash"]:
+        raise DataError(entry["app"], f"the app bundle has changed since the run started (it was sha256:"
+                                      f"{entry['fab_hash']}); the sites approved that one: restore it to resume")
+    if entry.get("run_id") is not None:  # Flower may still list the interrupted run as running
+        home = operator_home(state, superlink)
+        try:
+            flwr_cli(home, "stop", str(entry["run_id"]), CONNECTION)
+        except DataError:
+            pass  # already finished or failed: nothing to stop
+    config = {**entry["run_config"], **overrides}
+    _record(state, key, {"run_config": config})
+    config["resume"] = True
+    return _submit(state=state, superlink=superlink, config=config, app=Path(entry["app"]), timeout=timeout)
+
+
+def _submit(*, state: Path, superlink: str, config: dict, app: Path, timeout: float) -> dict:
+    home = operator_home(state, superlink)
+    overrides = " ".join(f"{k}={_toml_value(v)}" for k, v in config.items())
     log_path = Path(state) / "last-run.log"
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.Popen([str(Path(sys.executable).parent / "flwr"), "run", str(Path(app).resolve()),
@@ -40,7 +101,8 @@ def submit_run(*, state: Path, superlink: str, ca: Path | None, insecure: bool, 
             log.write(line)
             sys.stdout.write(line)
             sys.stdout.flush()
-            run_id = run_id or _run_id(line)
+            if run_id is None and (run_id := _run_id(line)) is not None:
+                _record(state, config["run-dir"], {"run_id": run_id})
             if time.monotonic() > deadline:
                 proc.kill()
                 break
@@ -51,7 +113,8 @@ def submit_run(*, state: Path, superlink: str, ca: Path | None, insecure: bool, 
     record = runs[0] if runs else {"run-id": run_id, "status": "unknown"}
     if record.get("status") != "finished:completed":
         raise DataError(log_path, f"run {run_id} ended as {record.get('status')!r}: see this log and the "
-                                  "SuperLink's log for the reason")
+                                  f"SuperLink's log for the reason; `m3fed run --resume {config['run-dir']}` "
+                                  "continues after its last completed round")
     return record
 
 

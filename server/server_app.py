@@ -20,10 +20,13 @@ from client.progress import report_progress  # noqa: E402
 from server.declarations import SiteDeclarations  # noqa: E402
 from server.evaluation import ServerEvaluation, federated_metrics  # noqa: E402
 from server.grid import PromptGrid  # noqa: E402
+from server.aggregation import Aggregation  # noqa: E402
+from server.receipts import ReceiptStore  # noqa: E402
 from server.results import write_results  # noqa: E402
 from server.secagg import SecAggConfig, SecureGrid  # noqa: E402
 from server.site_dp import WEIGHT_KEY, SiteDPConfig, SiteLevelDP  # noqa: E402
 from server.run_state import load_round, restore_strategy, save_round, strategy_arrays  # noqa: E402
+from server.screening import ScreeningConfig  # noqa: E402
 from server.strategy import make_strategy  # noqa: E402
 from shared_model.checkpoint import initial_model  # noqa: E402
 from shared_model.config import get_preset  # noqa: E402
@@ -45,9 +48,21 @@ def strategy_options(rc) -> dict:
     return {}
 
 
+def trust_settings(rc, *, secagg: bool) -> tuple[Aggregation, ScreeningConfig | None, SiteDPConfig]:
+    """Aggregation, screening and site-level DP from the run config, refused together before any round
+    (``m3fed sim`` checks the same in ``SimConfig``; ``m3fed run`` meets them here)."""
+    strategy, site_dp = str(rc.get("strategy", "fedavg")), SiteDPConfig.from_run_config(rc)
+    site_dp.check_compatible(strategy=strategy, secagg=secagg)
+    aggregation = Aggregation.parse(str(rc.get("aggregation", "fedavg")))
+    aggregation.check(strategy=strategy, secagg=secagg, site_dp=site_dp.on, sites=int(rc["min-sites"]))
+    # Under SecAgg+ each reply carries the unmasked sum: there is no single update to screen.
+    return aggregation, None if secagg else ScreeningConfig.from_run_config(rc), site_dp
+
+
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     rc = context.run_config
+    aggregation, screening, site_dp = trust_settings(rc, secagg=bool(rc.get("secagg", False)))
     run_dir, data = Path(str(rc["run-dir"])), str(rc["data"])
     if not str(rc["run-dir"]):
         from sim.standalone import prepare_standalone  # `flwr run .` on its own: the default federation
@@ -71,9 +86,8 @@ def main(grid: Grid, context: Context) -> None:
     initial: dict = state["initial"] if state else {}
     total = int(rc["num-server-rounds"])
     progress = str(rc.get("progress-file", ""))
-    site_dp = SiteDPConfig.from_run_config(rc)
-    site_dp.check_compatible(strategy=str(rc.get("strategy", "fedavg")), secagg=secure is not None)
     strategy = make_strategy(str(rc.get("strategy", "fedavg")), options=strategy_options(rc),
+                             aggregation=aggregation, screening=screening,
                              schedule=str(rc["schedule"]), site_names=sites, round_offset=done,
                              min_live_sites=int(rc.get("min-live-sites", 1)), total_rounds=total,
                              client_eval_every=int(rc.get("client-eval-every", 0)),
@@ -81,6 +95,7 @@ def main(grid: Grid, context: Context) -> None:
                              fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=int(rc["min-sites"]),
                              min_evaluate_nodes=int(rc["min-sites"]), min_available_nodes=int(rc["min-sites"]),
                              **({"weighted_by_key": WEIGHT_KEY} if site_dp.on else {}))
+    strategy.receipts = ReceiptStore(run_dir / "receipts")  # each DP site's ledger head, kept across --resume
     if state:
         restore_strategy(strategy, state["strategy_arrays"])
     if site_dp.on:  # a resumed run has already spent its earlier rounds
@@ -108,6 +123,7 @@ def main(grid: Grid, context: Context) -> None:
                            **({"secagg": secure.rounds[global_round]} if secure and global_round in secure.rounds else {}),
                            **({"site_dp": strategy.rounds[global_round]} if site_dp.on
                               and global_round in strategy.rounds else {}),
+                           **({"aggregation": log["aggregation"]} if log.get("aggregation") else {}),
                            **({"stopped": log["stopped"]} if log.get("stopped") else {})})
             save_round(run_dir, model, server_round=global_round, rounds=rounds, initial=initial,
                        strategy_arrays=strategy_arrays(strategy))

@@ -11,9 +11,10 @@ wraps Google ``dp-accounting``).
 
 Each round: every site's update of the trained half is clipped to L2 norm C; the new global is
 global + (Σ clipped updates) / K + N(0, (z·C/K)²) per value, K being the number of sites the round
-was sent to (a site that fails or has nothing to train counts as a zero update, so K never
-depends on private data); sites weigh equally. Every site is asked every round (no sampling
-amplification), so R released rounds compose R Gaussian mechanisms with multiplier z under
+was sent to (a site that fails, has nothing to train or whose reply screening rejects counts as a
+zero update, so K never depends on private data); sites weigh equally. Replies are screened
+(``server.screening``) before they are clipped: a NaN or inf update never reaches the clipping.
+Every site is asked every round (no sampling amplification), so R released rounds compose R Gaussian mechanisms with multiplier z under
 add/remove-one-site. The server sees the clear, unclipped updates: this protects against
 everyone who sees the model, not against the server (use record-level DP at the sites for that).
 """
@@ -135,13 +136,10 @@ class SiteLevelDP(Strategy):
         global_round = server_round + self.strategy.round_offset
         if self.strategy.round_log.get(global_round, {}).get("stopped"):
             return None, None  # stopped before sending (budget): keep that reason
-        replies = list(replies)
+        replies = self.strategy.screen(server_round, replies)  # before clipping: only screened updates
         half = trained_keys(self._global.keys(), objective_for(global_round, self.strategy.schedule))
         start = [self._global[k].numpy() for k in half]
-        answered = [r for r in replies if not r.has_error()]
-        useful = [r for r in answered if int(r.content["metrics"]["num-examples"])]
-        for reply in answered:
-            reply.content["metrics"][WEIGHT_KEY] = 1.0
+        useful = [r for r in replies if self.strategy.accepted(r)]
         norms = [self._clip_and_scale(reply, half, start, share=len(useful) / max(self._sent, 1)) for reply in useful]
         arrays, metrics = self.strategy.aggregate_train(server_round, replies)
         if arrays is None:
@@ -164,7 +162,7 @@ class SiteLevelDP(Strategy):
         values = [record[k].numpy().astype(np.float64) if k in record else s.astype(np.float64)
                   for k, s in zip(half, start)]
         norm = float(np.sqrt(sum(float(np.sum((v - s) ** 2)) for v, s in zip(values, start))))
-        if norm > 0:  # Flower's clip divides by the norm
+        if norm > 0:  # Flower's clip divides by the norm (screening let only finite values through)
             compute_clip_model_update(param1=values, param2=[s.astype(np.float64) for s in start],
                                       clipping_norm=self.cfg.clipping_norm)
         for k, v, s in zip(half, values, start):

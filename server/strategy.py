@@ -1,22 +1,30 @@
-"""Flower's own strategies (FedAvg, FedProx, FedAdam), told which objective each round trains.
+"""Flower's own strategies (FedAvg, FedProx, FedAdam, or a robust aggregator), told which objective each round trains.
 
 ``ObjectiveRounds`` is mixed in front of the chosen Flower strategy: it names each round's
 objective, keeps a per-site round log (status, examples, loss, bytes, seconds), sends a round only
-to the sites that declared its objective (``server.declarations``), asks the sites with images to
-evaluate locally on the configured rounds, and stops the run when fewer than ``min_live_sites`` sites answer.
+to the sites that declared its objective (``server.declarations``), screens every reply before it
+can reach an average (``server.screening``), asks the sites with images to evaluate locally on the
+configured rounds, and stops the run when fewer than ``min_live_sites`` sites answer.
+
+Flower ends the whole run (``InconsistentMessageReplies``) when the replies it aggregates differ in
+their metric keys, so what reaches Flower is rebuilt from the screened reply: the completed arrays
+and the one weight key, whatever else a site (DP or not) put in its metrics.
 """
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Iterable
 
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx
 
+from server.aggregation import Aggregation
 from server.declarations import SiteDeclarations
-from shared_model.config import fill_aliases
+from server.screening import ScreeningConfig, Verdict, examples_of, screen_reply
+from shared_model.config import fill_aliases, trained_keys
 
 SCHEDULES = ("alternate", "contrastive", "report-generation", "staged:K")
 STRATEGIES = {"fedavg": FedAvg, "fedprox": FedProx, "fedadam": FedAdam}
@@ -65,9 +73,15 @@ class ObjectiveRounds:
 
     def __init__(self, *, schedule: str, site_names: list[str], round_offset: int = 0, min_live_sites: int = 1,
                  total_rounds: int = 0, client_eval_every: int = 0,
-                 declarations: SiteDeclarations | None = None, **flower_kwargs) -> None:
+                 declarations: SiteDeclarations | None = None,
+                 screening: ScreeningConfig | None = ScreeningConfig(), aggregation: Aggregation = Aggregation(),
+                 **flower_kwargs) -> None:
         check_schedule(schedule)
         super().__init__(**flower_kwargs)
+        # None under SecAgg+: each reply then carries the unmasked sum, never one site's update.
+        self.screening, self.aggregation = screening, aggregation
+        self._verdicts: dict[int, Verdict] = {}  # id(reply) -> its screening, this round
+        self._start: dict = {}  # this round's global trained tensors as numpy, for screening
         # Flower numbers a resumed run's rounds from 1 again; the offset keeps global round numbers.
         self.schedule, self.site_names, self.round_offset = schedule, site_names, round_offset
         self.min_live_sites, self.total_rounds, self.client_eval_every = min_live_sites, total_rounds, client_eval_every
@@ -80,6 +94,7 @@ class ObjectiveRounds:
         self._skipped: list[int] = []  # node ids not sent this round: they declared no data for it
         self._eval_skipped: list[int] = []  # node ids not asked to evaluate: they declared no images
         self.declarations = declarations
+        self.receipts = None  # server.receipts.ReceiptStore: each DP site's ledger head, set by the ServerApp
         self._epsilon: dict[str, float] = {}  # each site's last stated ε (a round it sits out keeps it)
         self.node_names: dict[int, str] = {}  # deployed sites name themselves in their replies
 
@@ -87,7 +102,7 @@ class ObjectiveRounds:
                         ) -> Iterable[Message]:
         global_round = server_round + self.round_offset
         self._bytes_down = arrays.count_bytes()
-        self._global = arrays
+        self._global, self._verdicts, self._start = arrays, {}, {}
         objective = objective_for(global_round, self.schedule)
         config["objective"] = objective
         config["global-round"] = global_round
@@ -101,12 +116,46 @@ class ObjectiveRounds:
             self._skipped = [m.metadata.dst_node_id for m in messages
                              if not self.declarations.trains(m.metadata.dst_node_id, objective)]
             messages = [m for m in messages if m.metadata.dst_node_id not in self._skipped]
+        messages = self.receipts.attach(messages, self.node_names, self.declarations) if self.receipts else messages
         self._sent = [m.metadata.dst_node_id for m in messages]
         self._started[global_round] = time.perf_counter()  # the declarations are not the round's time
         return messages
 
+    def screen(self, server_round: int, replies: Iterable[Message]) -> list[Message]:
+        """Check every reply (``server.screening``) before anything reads its update; a reply
+        already screened this round is not checked again (``SiteLevelDP`` screens before it clips)."""
+        replies = list(replies)
+        objective = objective_for(server_round + self.round_offset, self.schedule)
+        for reply in replies:
+            if reply.has_error() or id(reply) in self._verdicts:
+                continue
+            if self.screening is None:  # SecAgg+: nothing single to check (the module docstring)
+                n = examples_of(reply.content)
+                self._verdicts[id(reply)] = Verdict(None, n if isinstance(n, int) else 0)
+                continue
+            if not self._start:
+                self._start = {k: self._global[k].numpy() for k in trained_keys(self._global.keys(), objective)}
+            self._verdicts[id(reply)] = screen_reply(reply.content, start=self._start, objective=objective,
+                                                     declared=self._declared(reply, objective), cfg=self.screening)
+        return replies
+
+    def accepted(self, reply: Message) -> bool:
+        """Screened and passed, carries an update, and is not a refusal: it goes into the average."""
+        verdict = self._verdicts.get(id(reply))
+        return (not reply.has_error() and verdict is not None and verdict.problem is None and verdict.examples > 0
+                and "status" not in reply.content.config_records)
+
+    def _declared(self, reply: Message, objective: str) -> int | None:
+        """The example count the site declared for ``objective`` (0: none); None: no declarations kept."""
+        if self.declarations is None:
+            return None
+        value = self.declarations.by_node.get(reply.metadata.src_node_id, {}).get(f"examples-{objective}")
+        return int(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        replies = self.receipts.take(replies, self.node_names) if self.receipts else replies
+        replies = self.screen(server_round, replies)
         sites: dict[str, dict] = {}
         useful = []
         for reply in replies:
@@ -115,19 +164,10 @@ class ObjectiveRounds:
                 sites[name] = {"status": f"error: {reason}", "examples": 0, "bytes_up": 0,
                                "bytes_down": self._bytes_down, "seconds": None, "epsilon": None}
                 continue
-            m = reply.content["metrics"]
-            name = self._site_name(int(m["site-index"]), reply)
-            n = int(m["num-examples"])
-            # A site may decline a round (its privacy budget): its own reason becomes the status.
-            declined = str(reply.content["status"]["reason"]) if "status" in reply.content else None
-            sites[name] = {"status": declined or ("ok" if n else "no data for this objective"), "examples": n,
-                           "loss": float(m["loss"]) if n and "loss" in m else None, "bytes_up": int(m["bytes-up"]),
-                           "bytes_down": self._bytes_down, "seconds": float(m["seconds"]),
-                           "epsilon": float(m["epsilon"]) if "epsilon" in m else None}
-            if "epsilon" in m:
-                self._epsilon[name] = float(m["epsilon"])
-            if n:
-                self._complete(reply.content["arrays"])
+            name, sites[name] = self._train_entry(reply)
+            if sites[name]["epsilon"] is not None:
+                self._epsilon[name] = sites[name]["epsilon"]
+            if self.accepted(reply):
                 useful.append(reply)
         for node in self._skipped:  # alive, and said so: only this objective is not theirs
             name = self.node_names.get(node, f"node-{node}")
@@ -142,8 +182,9 @@ class ObjectiveRounds:
         # Seconds from sending the model to having every reply: the round's training, without evaluation.
         self.round_log[global_round] = {"objective": objective_for(global_round, self.schedule), "sites": sites,
                                         "seconds": self.round_seconds(global_round)}
-        live = sum(not s["status"].startswith(("error", "no reply")) for s in sites.values())
-        exhausted = [n for n, s in sites.items() if s["status"].startswith("budget exhausted")]
+        # A rejected reply answered, but an average is only as trustworthy as the updates in it.
+        live = sum(not s["status"].startswith(("error", "no reply", "rejected")) for s in sites.values())
+        exhausted = [n for n, s in sites.items() if s["status"].startswith(("budget", "ledger"))]  # site refusals
         if live < self.min_live_sites:  # too few to trust an average: keep the old model and stop
             self.round_log[global_round]["stopped"] = (
                 f"only {live} site(s) answered round {global_round}; the minimum is {self.min_live_sites}")
@@ -152,8 +193,45 @@ class ObjectiveRounds:
             self.round_log[global_round]["stopped"] = (
                 f"no site can train in round {global_round}: privacy budget exhausted at {', '.join(sorted(exhausted))}")
             return None, None
+        if not useful:
+            return None, None
+        skipped = self.aggregation.prepare(self, len(useful))
+        if skipped:
+            self.round_log[global_round]["aggregation"] = skipped
+            return None, None
+        for reply in useful:
+            self._normalise(reply)
         # Flower's round number restarts at 1 on resume; FedAdam's bias correction must see the global one.
-        return super().aggregate_train(global_round, useful) if useful else (None, None)
+        return super().aggregate_train(global_round, useful)
+
+    def _train_entry(self, reply: Message) -> tuple[str, dict]:
+        """The site's round-log entry, read defensively: the reply may be anything a site sent."""
+        content = reply.content
+        m = content.metric_records.get("metrics") or MetricRecord()
+        name = self._site_name(_integer(m.get("site-index"), -1), reply)
+        verdict = self._verdicts[id(reply)]
+        status_record = content.config_records.get("status")
+        # A site may decline a round (its privacy budget): its own reason becomes the status.
+        declined = str(status_record.get("reason", "declined"))[:300] if status_record is not None else None
+        n = verdict.examples
+        status = (f"rejected: {verdict.problem}" if verdict.problem
+                  else declined or ("ok" if n else "no data for this objective"))
+        entry = {"status": status, "examples": n if status == "ok" else 0,
+                 "loss": _finite(m.get("loss")) if status == "ok" else None,
+                 "bytes_up": _integer(m.get("bytes-up"), 0), "bytes_down": self._bytes_down,
+                 "seconds": _finite(m.get("seconds")), "epsilon": _finite(m.get("epsilon"))}
+        if verdict.update_norm is not None:
+            entry["update_norm"] = verdict.update_norm
+        return name, entry
+
+    def _normalise(self, reply: Message) -> None:
+        """What Flower aggregates: the completed arrays and the weight key only, the same for every site."""
+        arrays = reply.content["arrays"]
+        self._complete(arrays)
+        n = self._verdicts[id(reply)].examples
+        # Any other weight key is site-level DP's: every site weighs the same.
+        weight = n if self.weighted_by_key == "num-examples" else 1.0
+        reply.content = RecordDict({"arrays": arrays, "metrics": MetricRecord({self.weighted_by_key: weight})})
 
     def _complete(self, arrays: ArrayRecord) -> None:
         """Sites send back only what their objective trained (each tied tensor once); the rest is the global copy."""
@@ -187,26 +265,17 @@ class ObjectiveRounds:
                 name, reason = self._error_site(reply)
                 per_site[name] = {"status": f"error: {reason}"}
                 continue
-            m = reply.content["metrics"]
-            name = self._site_name(int(m["site-index"]), reply)
-            if "withheld" in m:  # the site's privacy policy does not release evaluation metrics
-                per_site[name] = {"status": "metrics withheld by the site's privacy policy",
-                                  "test_images": int(m["num-examples"])}
-                continue
-            per_site[name] = {
-                "status": "ok", "test_images": int(m["num-examples"]),
-                "auc_macro": float(m["auc-macro"]) if m["auc-macro"] == m["auc-macro"] else None,
-                "bleu4": float(m["bleu4"]) if int(m["num-examples"]) else None,
-                "bleu4_by_language": {k.removeprefix("bleu4-"): float(v) for k, v in m.items()
-                                      if k.startswith("bleu4-")}}
+            m = reply.content.metric_records.get("metrics") or MetricRecord()
+            name = self._site_name(_integer(m.get("site-index"), -1), reply)
+            per_site[name] = _evaluation_entry(m)
         if per_site:
             self.site_eval[server_round + self.round_offset] = per_site
         return None
 
     def _site_name(self, index: int, reply: Message) -> str:
         node = reply.metadata.src_node_id
-        if "site" in reply.content.config_records:  # the site's own name (its node config)
-            self.node_names[node] = str(reply.content["site"]["name"])
+        if "name" in reply.content.config_records.get("site", {}):  # the site's own name (its node config)
+            self.node_names[node] = str(reply.content["site"]["name"])[:100]
             return self.node_names[node]
         if 0 <= index < len(self.site_names):
             return self.site_names[index]
@@ -233,10 +302,41 @@ class ObjectiveRounds:
         return time.perf_counter() - self._started.get(global_round, time.perf_counter())
 
 
-def make_strategy(name: str, *, options: dict | None = None, **kwargs) -> FedAvg:
-    """``fedavg`` | ``fedprox`` (options: proximal_mu) | ``fedadam`` (options: eta, eta_l, beta_1, beta_2, tau)."""
+def _integer(value, default: int) -> int:
+    return int(value) if isinstance(value, (int, float)) and math.isfinite(value) else default
+
+
+def _finite(value) -> float | None:
+    """A site's stated number, or None (not stated, or NaN: what a DP site that withholds it sends)."""
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def _evaluation_entry(m: MetricRecord) -> dict:
+    """A site's evaluation metrics, or why they are not used (metrics are fractions, counts whole)."""
+    images = m.get("num-examples")
+    if isinstance(images, bool) or not isinstance(images, int) or images < 0:
+        return {"status": "rejected: num-examples is not a count"}
+    if "withheld" in m:  # the site's privacy policy does not release evaluation metrics
+        return {"status": "metrics withheld by the site's privacy policy", "test_images": images}
+    scores = {"auc-macro": m.get("auc-macro"), "bleu4": m.get("bleu4"),
+              **{k: v for k, v in m.items() if k.startswith("bleu4-")}}
+    bad = [k for k, v in scores.items() if not isinstance(v, (int, float))
+           or (math.isfinite(v) and not 0 <= v <= 1) or (not math.isfinite(v) and k != "auc-macro")]
+    if bad:
+        return {"status": f"rejected: {bad[0]} is not a fraction in [0, 1]"}
+    return {"status": "ok", "test_images": images, "auc_macro": _finite(scores["auc-macro"]),
+            "bleu4": float(scores["bleu4"]) if images else None,
+            "bleu4_by_language": {k.removeprefix("bleu4-"): float(v) for k, v in scores.items()
+                                  if k.startswith("bleu4-")}}
+
+
+def make_strategy(name: str, *, options: dict | None = None, aggregation: Aggregation = Aggregation(),
+                  **kwargs) -> FedAvg:
+    """``fedavg`` | ``fedprox`` (options: proximal_mu) | ``fedadam`` (options: eta, eta_l, beta_1, beta_2, tau);
+    with a robust ``aggregation`` (``server.aggregation``), Flower's class for it over FedAvg's rounds."""
     if name not in STRATEGIES:
         raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
-    base = STRATEGIES[name]
+    aggregation.check(strategy=name, secagg=False, site_dp=False)
+    base = aggregation.flower_class() if aggregation.robust else STRATEGIES[name]
     cls = type(f"Objective{base.__name__}", (ObjectiveRounds, base), {})
-    return cls(**kwargs, **(options or {}))
+    return cls(**kwargs, aggregation=aggregation, **(options or {}), **aggregation.options())

@@ -12,6 +12,7 @@ state it started from the first time.
 """
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Protocol
@@ -36,6 +37,26 @@ class InMemory:
 
     def save(self, objective: str, state: dict) -> None:
         self.states[objective] = state
+
+
+class AfterRecord:
+    """Holds a round's saves until ``commit()``: a DP round's moments come from its noised steps, and
+    are kept only once the ledger has recorded the round. A round that fails to record (budget taken
+    by a concurrent run, a damaged ledger) or a process that dies before, leaves no state behind."""
+
+    def __init__(self, inner: OptimizerMemory) -> None:
+        self.inner, self.pending = inner, {}
+
+    def load(self, objective: str) -> dict | None:
+        return self.inner.load(objective)
+
+    def save(self, objective: str, state: dict) -> None:
+        self.pending[objective] = state
+
+    def commit(self) -> None:
+        for objective, state in self.pending.items():
+            self.inner.save(objective, state)
+        self.pending.clear()
 
 
 class RoundFiles:
@@ -67,7 +88,9 @@ class RoundFiles:
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"optimizer-{objective}-r{self.round}.pt"
         partial = path.with_suffix(".partial")
-        torch.save(state, partial)
+        partial.unlink(missing_ok=True)
+        with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:  # 0600: site-only
+            torch.save(state, f)
         partial.replace(path)  # a crash mid-write leaves no half file that a later round would read
         rounds = self._rounds(objective)
         earlier = [r for r in rounds if r < self.round]

@@ -68,7 +68,7 @@ def _sim(args: argparse.Namespace) -> int:
 
     console = Console()
     if args.resume:
-        cfg = resume_config(args.resume)
+        cfg = resume_config(args.resume, rounds=args.rounds)
     else:
         if args.data is None:
             from sim.synth import generate
@@ -78,7 +78,8 @@ def _sim(args: argparse.Namespace) -> int:
                 with console.status(f"writing the default synthetic dataset to {args.data}"):
                     generate(Path(args.data), seed=args.seed)
         try:
-            cfg = SimConfig(data=args.data, out=args.out, sites=args.sites, rounds=args.rounds,
+            cfg = SimConfig(data=args.data, out=args.out, sites=args.sites,
+                            rounds=SimConfig.rounds if args.rounds is None else args.rounds,
                             partition=args.partition, languages=tuple(args.languages), seed=args.seed,
                             local_epochs=args.local_epochs,
                             lm_local_epochs=args.lm_local_epochs, text_only_sites=args.text_only_sites,
@@ -90,7 +91,9 @@ def _sim(args: argparse.Namespace) -> int:
                             secagg_threshold=args.secagg_threshold, secagg_timeout=args.secagg_timeout,
                             secagg_shares=args.secagg_shares,
                             site_dp=args.site_dp, site_dp_clip=args.site_dp_clip, site_dp_delta=args.site_dp_delta,
-                            site_dp_max_epsilon=args.site_dp_max_epsilon, init=args.init)
+                            site_dp_max_epsilon=args.site_dp_max_epsilon, init=args.init,
+                            dp_sites=args.dp_sites, aggregation=args.aggregation, max_update_rms=args.max_update_rms,
+                            poison_sites=args.poison_sites, poison=args.poison)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     results = run_simulation(cfg, resume=bool(args.resume), console=console)
@@ -120,6 +123,7 @@ def _print_comparison(console, results: dict) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from client.faults import POISONS
     from sim.central_config import CentralConfig
     from sim.sim_config import SimConfig
     from sim.synth import DEFAULT_DIFFICULTY, DEFAULT_PATIENTS
@@ -161,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="dataset (default: the synthetic dataset, generated under --out)")
     p.add_argument("--out", default="runs/sim")
     p.add_argument("--sites", type=int, default=sim_defaults.sites)
-    p.add_argument("--rounds", type=int, default=sim_defaults.rounds)
+    p.add_argument("--rounds", type=int, default=None,
+                   help=f"rounds (default {sim_defaults.rounds}; with --resume: continue to this many rounds)")
     p.add_argument("--partition", default=sim_defaults.partition,
                    help="iid, view, dirichlet:ALPHA (label skew) or size:ALPHA (size skew)")
     p.add_argument("--languages", nargs="+", default=list(sim_defaults.languages),
@@ -190,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dp", metavar="POLICY.yaml",
                    help="DP-SGD at every site under this privacy policy (ledger per site; with comparison, "
                         "the same federation without DP is also run to show the accuracy cost)")
+    p.add_argument("--dp-sites", type=int, default=None, metavar="N",
+                   help="with --dp: only the first N sites train under the policy, the others without DP (ε null)")
     p.add_argument("--secagg", action="store_true",
                    help="Flower's SecAgg+ on the sites' updates: the server sees only their weighted sum")
     p.add_argument("--secagg-threshold", type=float, default=sim_defaults.secagg_threshold,
@@ -213,8 +220,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "its pooled and single-site baselines start from (default: weights drawn from --seed)")
     p.add_argument("--drop-sites", type=int, default=0,
                    help="K sites die in the middle of a round (from the middle round on), chosen from --seed")
+    p.add_argument("--poison-sites", type=int, default=0, metavar="K",
+                   help="K sites, chosen from --seed, send a bad reply (--poison) from the middle round on")
+    p.add_argument("--poison", default=sim_defaults.poison, choices=POISONS,
+                   help="nan/inf: non-finite values; scale: update x1e6; shape: a tensor of the wrong shape; "
+                        "weight: num-examples 1e9")
+    p.add_argument("--aggregation", default=sim_defaults.aggregation,
+                   help="fedavg, median, trimmed:B, krum:F, multikrum:F or bulyan:F (Flower's; F faulty sites)")
+    p.add_argument("--max-update-rms", type=float, default=sim_defaults.max_update_rms,
+                   help="reject a reply whose update norm is above this x sqrt(trained values) (0: no bound)")
     p.add_argument("--seed", type=int, default=sim_defaults.seed)
-    p.add_argument("--resume", metavar="RUNDIR", help="continue an interrupted run after its last completed round")
+    p.add_argument("--resume", metavar="RUNDIR", help="continue an interrupted run after its last completed round "
+                                                            "(with --rounds R: also a finished one, to R rounds)")
     p.set_defaults(func=_sim)
     return parser
 

@@ -54,7 +54,10 @@ class LiveProgress:
             table.add_column(column, justify="right" if column in ("loss", "examples", "seconds") else "left")
         for r in self.round_rows[-3:]:
             for name, s in sorted(r["sites"].items()):
-                table.add_row(str(r["round"]), r["objective"], name, s["status"][:40], _num(s.get("loss")),
+                # A reply the server rejected before aggregation is shown with its reason, in red.
+                status = (Text(s["status"][:60], style="red") if s["status"].startswith("rejected")
+                          else s["status"][:40])
+                table.add_row(str(r["round"]), r["objective"], name, status, _num(s.get("loss")),
                               str(s.get("examples", "")), _num(s.get("seconds"), 1))
             table.add_row("", "", "[bold]global[/]", f"AUC {_num(r['auc_macro'])}", "", "", _num(r["seconds"], 1))
         running = done + 1

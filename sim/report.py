@@ -90,6 +90,9 @@ def privacy_section(results: dict) -> list[str]:
         s = statements[site]
         lines.append(f"| {site} | {_f(s.get('epsilon'))} | {s.get('delta', '—')} | {s.get('unit', '—')} | "
                      f"{s.get('accountant', '—')} | {s.get('tier', '—')} | {'yes' if s['verified'] else 'NO'} |")
+    plain = [site for site in results.get("sites", []) if site not in statements]
+    if plain:  # --dp-sites: a mixed federation
+        lines += ["", f"Without a privacy policy (no DP, ε null): {', '.join(plain)}."]
     lines += ["", "ε after each round, as each site reported it (a status other than ok says why not):", "",
               "| round | " + " | ".join(sites) + " |", "|---|" + "---|" * len(sites)]
     for r in results["rounds"]:
@@ -99,6 +102,35 @@ def privacy_section(results: dict) -> list[str]:
             cells.append(_f(s.get("epsilon")) if s.get("status") in ("ok", "no data for this objective")
                          else f"{_f(s.get('epsilon'))} ({s.get('status', '—')[:40]})")
         lines.append(f"| {r['round']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def screening_section(results: dict) -> list[str]:
+    """Faults injected on purpose, and every reply the server rejected before aggregation (and why)."""
+    faults = results.get("fault_injection") or {}
+    rejected = [(r["round"], site, s["status"]) for r in results["rounds"] for site, s in sorted(r["sites"].items())
+                if str(s.get("status", "")).startswith("rejected")]
+    skipped = [(r["round"], r["aggregation"]) for r in results["rounds"] if r.get("aggregation")]
+    if not (faults or rejected or skipped):
+        return []
+    cfg = results["config"]
+    lines = ["", "## Screening and aggregation", "",
+             f"Every reply is checked before aggregation (keys, shapes, dtypes, finite values, num-examples "
+             f"against the site's declaration, update norm ≤ max-update-rms {cfg.get('max-update-rms', '—')} × "
+             f"√values); aggregation `{cfg.get('aggregation', 'fedavg')}`."]
+    if "poisoned" in faults:
+        p = faults["poisoned"]
+        lines += ["", f"Fault injection: {', '.join(p['sites'])} {'sends' if len(p['sites']) == 1 else 'send'} "
+                      f"`{p['kind']}` replies from round {p['from_round']} on."]
+    if "dropped" in faults:
+        d = faults["dropped"]
+        lines += ["", f"Fault injection: {', '.join(d['sites'])} {'dies' if len(d['sites']) == 1 else 'die'} "
+                      f"mid-round from round {d['from_round']} on."]
+    if rejected:
+        lines += ["", "| round | site | status |", "|---|---|---|"]
+        lines += [f"| {rnd} | {site} | {status} |" for rnd, site, status in rejected]
+    if skipped:
+        lines += ["", *[f"Round {rnd}: {why}." for rnd, why in skipped]]
     return lines
 
 
@@ -174,7 +206,8 @@ def write_report(run_dir: Path) -> Path:
         cells = "; ".join(f"{name}: {s['status']}, {s.get('examples', 0)}, {_f(s.get('loss'))}, "
                           f"{(s.get('bytes_up') or 0) / 2**20:.1f}" for name, s in sorted(r["sites"].items()))
         lines.append(f"| {r['round']} | {r['objective']} | {_f(r['auc_macro'])} | {_f(r.get('seconds'), 1)} | {cells} |")
-    lines += privacy_section(results) + site_dp_section(results) + dp_cost_section(results)
+    lines += (screening_section(results) + privacy_section(results) + site_dp_section(results)
+              + dp_cost_section(results))
     evals = [(r["round"], r["site_eval"]) for r in results["rounds"] if r.get("site_eval")]
     if evals:
         lines += ["", "## Client-side evaluation (each site, its own test patients, its language)", "",

@@ -4,8 +4,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from client.faults import POISONS
+from server.aggregation import Aggregation
+from server.screening import DEFAULT_MAX_UPDATE_RMS, ScreeningConfig
 from server.site_dp import SiteDPConfig
-from server.strategy import STRATEGIES, check_schedule
+from server.strategy import STRATEGIES, check_schedule, objective_for
 from shared_model.config import get_preset
 from shared_model.errors import CheckpointError
 from sim.partition import SiteSpec, parse_partition
@@ -28,6 +31,10 @@ class SimConfig:
     seed: int = 0
     timeout: float = 3600.0
     drop_sites: int = 0  # sites that die mid-round from the middle round on, chosen from the seed
+    poison_sites: int = 0  # sites that send a bad reply from the middle round on, chosen from the seed
+    poison: str = "nan"  # which bad reply (client/faults.py)
+    aggregation: str = "fedavg"  # Flower's FedAvg or a robust aggregator (server/aggregation.py)
+    max_update_rms: float = DEFAULT_MAX_UPDATE_RMS  # screening's bound on a reply's update (server/screening.py)
     strategy: str = "fedavg"
     proximal_mu: float = 0.01
     server_lr: float = 0.01
@@ -46,7 +53,8 @@ class SimConfig:
     # large site from straggling on one core while the others idle (Dirichlet sizes are skewed).
     cpus_per_site: int = max(1, os.cpu_count() or 1)
     compare: bool = True  # also train pooled and single-site baselines on the same schedule
-    dp: str | None = None  # a site privacy policy (YAML) given to every site: DP-SGD, ledgers, refusal
+    dp: str | None = None  # a site privacy policy (YAML): DP-SGD, ledgers, refusal
+    dp_sites: int | None = None  # the first N sites get the policy, the others train without DP (None: all)
     secagg: bool = False  # Flower's SecAgg+ on the sites' updates
     secagg_threshold: float = 0.6  # reconstruction threshold: a count (>1) or a fraction of the shares
     secagg_shares: float = 1.0  # num_shares: a count (>1) or a fraction of the round's sites (1.0: all)
@@ -81,6 +89,7 @@ class SimConfig:
         if self.secagg_threshold <= 0 or self.secagg_timeout <= 0 or self.secagg_shares <= 0:
             raise ValueError("--secagg-threshold, --secagg-shares and --secagg-timeout must be > 0")
         self.site_dp_config().check_compatible(strategy=self.strategy, secagg=self.secagg)
+        self.check_trust()
         if self.init:  # refused here, before any Flower process starts, rather than inside the ServerApp
             from shared_model.checkpoint import check_model_config, read_metadata
 
@@ -88,6 +97,23 @@ class SimConfig:
                 check_model_config(read_metadata(self.init), get_preset(self.preset), self.init)
             except CheckpointError as exc:
                 raise ValueError(f"--init: {exc}") from None
+
+    def check_trust(self) -> None:
+        """Fault injection, mixed DP, screening and aggregation: refused here, before any Flower process."""
+        if not 0 <= self.poison_sites < self.sites:
+            raise ValueError("--poison-sites must leave at least one site sending honest replies")
+        if self.poison not in POISONS:
+            raise ValueError(f"--poison must be one of {', '.join(POISONS)}, got {self.poison!r}")
+        if self.dp_sites is not None and not self.dp:
+            raise ValueError("--dp-sites needs --dp POLICY.yaml (the policy the first N sites train under)")
+        if self.dp_sites is not None and not 1 <= self.dp_sites <= self.sites:
+            raise ValueError(f"--dp-sites must be between 1 and --sites ({self.sites}), got {self.dp_sites}")
+        ScreeningConfig(max_update_rms=self.max_update_rms)
+        # The fewest sites a round is sent to: contrastive rounds leave the text-only sites out.
+        objectives = {objective_for(r, self.schedule) for r in range(1, self.rounds + 1)}
+        fewest = min(self.sites - self.text_only_sites if o == "contrastive" else self.sites for o in objectives)
+        Aggregation.parse(self.aggregation).check(strategy=self.strategy, secagg=self.secagg,
+                                                  site_dp=self.site_dp > 0, sites=fewest)
 
     def site_dp_config(self) -> SiteDPConfig:
         return SiteDPConfig(noise_multiplier=self.site_dp, clipping_norm=self.site_dp_clip,

@@ -46,19 +46,23 @@ def run_config_of(cfg: SimConfig, out: Path, *, resume: bool) -> dict:
             "site-dp-noise-multiplier": float(cfg.site_dp), "site-dp-clipping-norm": float(cfg.site_dp_clip),
             "init-checkpoint": str(Path(cfg.init).resolve()) if cfg.init else "",
             "site-dp-delta": float(cfg.site_dp_delta), "site-dp-max-epsilon": float(cfg.site_dp_max_epsilon),
+            "aggregation": cfg.aggregation, "max-update-rms": float(cfg.max_update_rms),
             **_failure_injection(cfg)}
 
 
 def run_simulation(cfg: SimConfig, *, resume: bool = False, console: Console | None = None) -> dict:
     """Partition, run on Flower, then (``cfg.compare``) the baselines; writes results.json and report.md.
 
-    With ``resume`` the run in ``cfg.out`` continues after its last completed round.
+    With ``resume`` the run in ``cfg.out`` continues after its last completed round, up to
+    ``cfg.rounds`` (which may be more than it was started with: ``resume_config(rounds=...)``).
     """
     console = console or Console(quiet=True)
     out = Path(cfg.out).resolve()
     if not resume:
         prepare_sites(cfg, out)
         (out / PROGRESS).unlink(missing_ok=True)
+    else:  # a later --resume continues to the rounds asked for now
+        (out / "sim-config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     sites = json.loads((out / "sites.json").read_text(encoding="utf-8"))
     with LiveProgress(console, str(out / PROGRESS), sites=sites["sites"], rounds=cfg.rounds) as live:
         status = run_flower(run_config_of(cfg, out, resume=resume), num_sites=cfg.sites, flwr_home=out / ".flwr",
@@ -67,13 +71,14 @@ def run_simulation(cfg: SimConfig, *, resume: bool = False, console: Console | N
         if status.get("status") != "finished:completed":
             raise DataError(out / ".flwr" / "flwr-run.log",
                             f"the Flower run ended as {status.get('status')!r}: see this log for the reason")
-        extra = {"site_specs": {s["name"]: s for s in sites["specs"]}, "site_records": sites["records"]}
+        extra = {"site_specs": {s["name"]: s for s in sites["specs"]}, "site_records": sites["records"],
+                 **fault_summary(cfg, sites["sites"])}
         if cfg.dp:
             extra["privacy"] = site_statements(out, sites["sites"])
         if cfg.compare:
             extra["baselines"] = _baselines(cfg, out, sites["specs"], live.baseline)
     if (cfg.dp or cfg.site_dp) and cfg.compare:  # the accuracy cost of DP: the same federation without it
-        plain = run_simulation(dataclasses.replace(cfg, dp=None, site_dp=0.0, compare=False,
+        plain = run_simulation(dataclasses.replace(cfg, dp=None, dp_sites=None, site_dp=0.0, compare=False,
                                                    out=str(out / "non-private")))
         extra["non_private"] = {"auc_macro": plain["final"]["auc_macro"],
                                 "bleu": {k: v["bleu4"] for k, v in plain["final"]["bleu"].items()},
@@ -108,8 +113,10 @@ def _baselines(cfg: SimConfig, out: Path, specs: list[dict], on_event) -> dict:
                          lm_local_epochs=cfg.lm_local_epochs, train=train, seed=cfg.seed, keep_optimizer=cfg.keep_optimizer)
 
 
-def resume_config(run_dir: str | Path) -> SimConfig:
-    """The configuration a run directory was started with (``m3fed sim --resume RUNDIR``)."""
+def resume_config(run_dir: str | Path, *, rounds: int | None = None) -> SimConfig:
+    """The configuration a run directory was started with (``m3fed sim --resume RUNDIR``);
+    ``rounds``: continue to this many rounds instead (``--resume RUNDIR --rounds R``), at least
+    the rounds it has completed."""
     path = Path(run_dir) / "sim-config.json"
     if not path.is_file():
         raise DataError(path, "not found: not an m3fed sim run directory")
@@ -119,6 +126,12 @@ def resume_config(run_dir: str | Path) -> SimConfig:
     data.setdefault("lm_batch_size", data.get("batch_size", SimConfig.batch_size))
     data.setdefault("keep_optimizer", False)
     known = {f.name for f in dataclasses.fields(SimConfig)}
+    if rounds is not None:
+        state = Path(run_dir) / "state.json"
+        done = json.loads(state.read_text(encoding="utf-8"))["round"] if state.is_file() else 0
+        if rounds < done:
+            raise DataError(path, f"cannot resume to --rounds {rounds}: the run has completed {done} rounds")
+        data["rounds"] = rounds
     try:
         return SimConfig(**{k: v for k, v in data.items() if k in known})
     except ValueError as exc:  # e.g. the --init checkpoint has gone: the baselines still start from it
@@ -138,14 +151,30 @@ def prepare_sites(cfg: SimConfig, out: Path) -> None:
                                                 "specs": [dataclasses.asdict(s) for s in specs]}, indent=2))
     if cfg.dp:  # each site gets its own copy: the site, not the server, enforces it
         load_policy(cfg.dp)
-        for spec in specs:
+        for spec in specs[:cfg.dp_sites]:  # --dp-sites N: the first N; the others train without DP
             shutil.copyfile(cfg.dp, out / "sites" / spec.name / "privacy.yaml")
     (out / "sim-config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
 
 
 def _failure_injection(cfg: SimConfig) -> dict:
-    """Which sites die, and from which round: reproducible under ``--seed``."""
-    if not cfg.drop_sites:
-        return {"drop-sites": "", "drop-round": 1}
-    dead = sorted(random.Random(cfg.seed).sample(range(cfg.sites), cfg.drop_sites))
-    return {"drop-sites": ",".join(map(str, dead)), "drop-round": max(1, (cfg.rounds + 1) // 2)}
+    """Which sites die or send bad replies, and from which round (the middle): reproducible under ``--seed``."""
+    middle = max(1, (cfg.rounds + 1) // 2)
+    dead = sorted(random.Random(cfg.seed).sample(range(cfg.sites), cfg.drop_sites)) if cfg.drop_sites else []
+    # Drawn apart from the dying sites: the same seed need not make the same site die and lie.
+    bad = (sorted(random.Random(f"poison-{cfg.seed}").sample(range(cfg.sites), cfg.poison_sites))
+           if cfg.poison_sites else [])
+    return {"drop-sites": ",".join(map(str, dead)), "drop-round": middle if dead else 1,
+            "poison-sites": ",".join(map(str, bad)), "poison-round": middle if bad else 1, "poison": cfg.poison}
+
+
+def fault_summary(cfg: SimConfig, names: list[str]) -> dict:
+    """What results.json and report.md say about the faults this run injected on purpose."""
+    rc = _failure_injection(cfg)
+    faults = {}
+    if rc["drop-sites"]:
+        faults["dropped"] = {"sites": [names[int(i)] for i in rc["drop-sites"].split(",")],
+                             "from_round": rc["drop-round"]}
+    if rc["poison-sites"]:
+        faults["poisoned"] = {"sites": [names[int(i)] for i in rc["poison-sites"].split(",")],
+                              "from_round": rc["poison-round"], "kind": cfg.poison}
+    return {"fault_injection": faults} if faults else {}

@@ -70,7 +70,11 @@ class _Renamed:
 def test_a_site_declares_what_it_can_train_and_in_which_languages():
     examples = site(patients=4)
     assert declaration(examples) == {"languages": ["en"], "modalities": ["CXR"], "images": True,
-                                     "objectives": ["contrastive", "report-generation"]}
+                                     "objectives": ["contrastive", "report-generation"],
+                                     "examples-contrastive": example_count(examples, "contrastive"),
+                                     "examples-report-generation": len(examples.records)}
     text_only = examples.subset(lambda r: r.image is None)
     assert declaration(text_only) == {"languages": ["en"], "modalities": [], "images": False,
-                                      "objectives": ["report-generation"]}
+                                      "objectives": ["report-generation"], "examples-contrastive": 0,
+                                      "examples-report-generation": len(text_only.records)}
+    assert 0 < example_count(examples, "contrastive") <= len(examples.records)

@@ -94,7 +94,19 @@ class _Executor:
 
 def test_guard_launches_only_approved_bundles(tmp_path, monkeypatch):
     spawned = []
-    monkeypatch.setattr(guard.subprocess, "Popen", lambda args, **kw: spawned.append(args))
+
+    class Popen:  # the refusal process: its token arrives on stdin
+        def __init__(self, args, **kw):
+            spawned.append(args)
+            self.stdin = self
+
+        def write(self, text):
+            spawned[-1] = [*spawned[-1], "<stdin>", text.strip()]
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(guard.subprocess, "Popen", Popen)
     monkeypatch.setattr(guard.ApprovedAppsPlugin, "approved", frozenset({HASH}))
     monkeypatch.setattr(guard.ApprovedAppsPlugin, "site", "hospital-a")
     monkeypatch.setattr(guard.ApprovedAppsPlugin, "refusal_log", tmp_path / "refused.jsonl")
@@ -105,7 +117,7 @@ def test_guard_launches_only_approved_bundles(tmp_path, monkeypatch):
     assert len(executor.launched) == 1 and executor.launched[0].fab_hash == HASH and not spawned
     plugin.launch_task("tok-2", Task(task_id=2, type=TaskType.CLIENT_APP, run_id=8, fab_hash="cd" * 32))
     assert len(executor.launched) == 1  # the unapproved bundle is not launched...
-    assert spawned and "refuse" in spawned[0] and "tok-2" in spawned[0]  # ...its message is answered with an error
+    assert spawned and "refuse" in spawned[0] and spawned[0][-2:] == ["<stdin>", "tok-2"]  # ...answered with an error
     reason = spawned[0][spawned[0].index("--reason") + 1]
     assert reason.startswith("[site hospital-a]") and "not approved" in reason
     entry = json.loads((tmp_path / "refused.jsonl").read_text())

@@ -48,6 +48,28 @@ def site(patients: int = 8) -> Examples:
     return Examples(records, torch.tensor(index), images)
 
 
+def study_site():
+    """A MIMIC-shaped site as the loaders make it: one row per image and language, the study's report on each.
+
+    Patient p0's study 1 has 3 images and an English and a Chinese report (6 rows); the others have
+    1 or 2 images, English only.
+    """
+    en = [f"{PUBLIC[i]} {PUBLIC[-1 - 3 * i]}" for i in range(4)]  # none equals a public phrase
+    zh = "心脏大小正常 未见胸腔积液"
+    studies = [("p0", "1", 3, (en[0], zh)), ("p0", "2", 1, (en[1],)), ("p1", "3", 2, (en[2],)),
+               ("p2", "4", 1, (en[3],))]
+    records, index = [], []
+    for patient, study, n_images, reports in studies:
+        for k in range(n_images):
+            for report in reports:
+                records.append(Record(patient_id=patient, study_id=study, image=f"{study}-{k}.png", report=report,
+                                      language="zh" if report == zh else "en", split="train", modality="CXR"))
+                index.append(len({r.image for r in records}) - 1)
+    images = torch.randint(0, 256, (len(set(index)), 1, 64, 64), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(2))
+    return Examples(records, torch.tensor(index), images)
+
+
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
@@ -254,3 +276,15 @@ def test_dp_round_keeps_the_sites_optimiser_state_for_its_next_round(model, tmp_
     # Assert: round 2's AdamW went on from round 1's noised steps (its step count is the sum).
     state = RoundFiles(tmp_path, 3).load("report-generation")
     assert {p["step"].item() for p in state["state"].values()} == {first.steps + second.steps}
+
+
+@pytest.mark.parametrize("objective,examples", [("contrastive", 10), ("report-generation", 5)])
+def test_a_record_level_round_samples_studies_and_trains_each_report_once_per_language(model, objective, examples):
+    # Prepare: 4 studies in 10 image-language rows; study 1 has 3 images and 2 report languages.
+    ex = study_site()
+    # Execute
+    result = private_update(model, ex, objective, train=TRAIN, epochs=1, seed=3, device=CPU, noise_multiplier=1.0,
+                            max_grad_norm=1.0, batch_size=2, unit="record", public_texts=PUBLIC, layers="top")
+    # Assert: N = 4 studies (q = 2/4), every pair trained, each report once per language.
+    assert (result.units, result.sample_rate, result.steps) == (4, 0.5, 2)
+    assert result.examples == examples

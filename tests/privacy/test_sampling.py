@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from privacy.sampling import PoissonBatches, planned_steps, privacy_units
-from tests.privacy.test_dp import PUBLIC, site
+from tests.privacy.test_dp import PUBLIC, site, study_site
 
 
 def test_planned_steps_are_an_integer_ceiling_and_q_is_batch_over_units():
@@ -92,3 +92,43 @@ def test_empty_contrastive_sample_is_padded_to_a_step_with_no_private_rows():
         assert len(texts) == 2 and texts == [PUBLIC[0]] * 2 and float(images.abs().sum()) == 0.0
     row_units, n_units = batches.current()
     assert n_units == 0 and row_units.tolist() == [-1, -1]  # filler rows: dropped before clipping
+
+
+def test_a_record_level_sample_takes_every_row_of_a_study_together():
+    # Prepare: a site whose studies have several images and a translation (tests/privacy/test_sensitivity.py).
+    ex = study_site()
+    units = privacy_units(ex, "contrastive", unit="record")
+    batches = PoissonBatches(ex, units, objective="contrastive", sample_rate=0.5, steps=40,
+                             generator=torch.Generator().manual_seed(0), filler_text=PUBLIC[0])
+    study_rows = {}
+    for i, r in enumerate(ex.records):
+        study_rows.setdefault((r.patient_id, r.study_id), set()).add((r.report, r.image))
+    seen = set()
+    for images, texts in batches:
+        # Execute: what the optimizer clips as one unit in this sample.
+        row_units, n_units = batches.current()
+        pairs: dict[int, set] = {}
+        for row, unit in enumerate(row_units.tolist()):
+            if unit >= 0:
+                pairs.setdefault(unit, set()).add((texts[row], float(images[row].sum())))
+        # Assert: each unit is one whole study, every image with every report of it.
+        assert len(pairs) == n_units
+        for got in pairs.values():
+            match = [key for key, rows in study_rows.items() if len(rows) == len(got)
+                     and {t for t, _ in got} == {t for t, _ in rows}]
+            assert match, got
+            seen.add(match[0])
+    assert len(units) == len(study_rows) == 4 and seen == set(study_rows)
+
+
+def test_fast_path_every_study_one_row_keeps_the_identity_row_map():
+    # Prepare: single-image studies (the default test site): one row per unit, in order.
+    ex = site()
+    units = privacy_units(ex, "report-generation", unit="record")
+    batches = PoissonBatches(ex, units, objective="report-generation", sample_rate=0.5, steps=5,
+                             generator=torch.Generator().manual_seed(0), filler_text=PUBLIC[0])
+    # Execute / Assert: the map sum_rows_by_unit recognises as "no sum to take".
+    assert all(len(u) == 1 for u in units)
+    for _ in batches:
+        row_units, n_units = batches.current()
+        assert row_units[:n_units].tolist() == list(range(n_units))

@@ -14,9 +14,11 @@ import torch
 
 from privacy.dp import objective_parameters, private_module
 from privacy.dp_losses import dp_contrastive_loss, finding_phrases
+from privacy.sampling import privacy_units
 from shared_model.config import get_preset
 from shared_model.model import build_model
 from shared_model.objectives import TrainConfig, contrastive_loss, lm_per_example_loss
+from tests.privacy.test_dp import study_site
 
 C = 0.05  # small enough that every example's gradient is clipped: the bound is then tight
 CPU = torch.device("cpu")
@@ -64,27 +66,31 @@ def clipped_sum(module, loss_of_rows, row_units: list[int]):
         return torch.cat([p.summed_grad.flatten() for p in dp.params]), mismatch
 
 
-def contrastive_changes(model, loss, removals: list[list[int]], row_units: list[int], *, layers: str = "all"):
+def contrastive_changes(model, loss, removals: list[list[int]], row_units: list[int], *, layers: str = "all",
+                        texts: list[str] | None = None, images: torch.Tensor | None = None):
     """‖clipped sum(batch) − clipped sum(batch minus `removed`)‖ per removal, and the full batch's mismatch."""
     n = len(row_units)
-    images = torch.rand(n, 1, 64, 64, generator=torch.Generator().manual_seed(1))
+    texts = REPORTS[:n] if texts is None else texts
+    if images is None:
+        images = torch.rand(n, 1, 64, 64, generator=torch.Generator().manual_seed(1))
     changes = []
     with objective_parameters(model, "contrastive", public_texts=PUBLIC, train=TrainConfig(), device=CPU,
                               layers=layers) as clip:
-        full, mismatch = clipped_sum(clip, lambda: loss(model, images, REPORTS[:n]), row_units)
+        full, mismatch = clipped_sum(clip, lambda: loss(model, images, texts), row_units)
         for removed in removals:
             keep = [i for i in range(n) if i not in removed]
             kept_units = [row_units[i] for i in keep]
             relabel = {u: k for k, u in enumerate(dict.fromkeys(kept_units))}
-            less, _ = clipped_sum(clip, lambda: loss(model, images[keep], [REPORTS[i] for i in keep]),
+            less, _ = clipped_sum(clip, lambda: loss(model, images[keep], [texts[i] for i in keep]),
                                   [relabel[u] for u in kept_units])
             changes.append(float((full - less).norm()))
     return changes, mismatch
 
 
-def lm_change(model, removed: list[int], row_units: list[int]):
-    texts = REPORTS[:len(row_units)]
-    languages = ["en"] * len(texts)
+def lm_change(model, removed: list[int], row_units: list[int], *, texts: list[str] | None = None,
+              languages: list[str] | None = None):
+    texts = REPORTS[:len(row_units)] if texts is None else texts
+    languages = ["en"] * len(texts) if languages is None else languages
     keep = [i for i in range(len(texts)) if i not in removed]
     kept_units = [row_units[i] for i in keep]
     relabel = {u: k for k, u in enumerate(dict.fromkeys(kept_units))}
@@ -148,3 +154,43 @@ def test_patient_unit_on_the_contrastive_loss(model):
     # Assert
     assert changes == pytest.approx([C] * 3, rel=1e-3)
     assert max(changes) <= C * (1 + 1e-4)
+
+
+def unit_rows(ex, objective):
+    """The rows a DP round trains on, unit by unit, and each row's unit (as PoissonBatches lays them out)."""
+    units = privacy_units(ex, objective, unit="record")
+    rows = [r for u in units for r in u]
+    return units, rows, [j for j, u in enumerate(units) for _ in u]
+
+
+def test_record_unit_is_the_study_removing_a_three_image_study_moves_the_contrastive_sum_by_at_most_c(model):
+    # Prepare: the site's contrastive rows as the DP round would batch them, and each study's rows.
+    ex = study_site()
+    units, rows, row_units = unit_rows(ex, "contrastive")
+    texts = [ex.records[r].report for r in rows]
+    images = ex.image_float(ex.image_index[rows])
+    studies: dict[str, list[int]] = {}
+    for k, r in enumerate(rows):
+        studies.setdefault(ex.records[r].study_id, []).append(k)
+    # Execute: remove each study, with all its image-report pairs.
+    changes, _ = contrastive_changes(model, dp_contrastive_loss(PUBLIC), list(studies.values()), row_units,
+                                     texts=texts, images=images)
+    # Assert: the 3-image, 2-language study (6 pairs) moved the sum by C, not up to 6C; 4 studies, 4 units.
+    assert max(changes) <= C * (1 + 1e-4)
+    assert changes == pytest.approx([C] * 4, rel=1e-3)
+    assert len(units) == 4 and sorted(len(u) for u in units) == [1, 1, 2, 6]
+
+
+def test_record_unit_is_the_study_its_report_trains_once_per_language(model):
+    # Prepare: report generation on the same site: study 1's 3 image copies of each report are one row.
+    ex = study_site()
+    units, rows, row_units = unit_rows(ex, "report-generation")
+    texts = [ex.records[r].report for r in rows]
+    languages = [ex.records[r].language for r in rows]
+    removed = [k for k, r in enumerate(rows) if ex.records[r].study_id == "1"]
+    # Execute: remove study 1 (its English and its Chinese report).
+    change, mismatch = lm_change(model, removed, row_units, texts=texts, languages=languages)
+    # Assert
+    assert change <= C * (1 + 1e-4) and change == pytest.approx(C, rel=1e-3)
+    assert mismatch < 1e-4
+    assert len(rows) == 5 and len(removed) == 2 and sorted(languages) == ["en"] * 4 + ["zh"]

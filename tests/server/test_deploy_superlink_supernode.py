@@ -6,13 +6,7 @@ is stopped by PID (its whole process group) when the module ends, pass or fail.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,69 +17,9 @@ from server.pki import init_ca, issue_server, site_keygen
 from sim.federation import APP_DIR
 from sim.simulate import SimConfig, prepare_sites
 from sim.synth import generate
+from tests.server.processes import Processes, free_port, m3fed, wait_port
 
-M3FED = str(Path(sys.executable).parent / "m3fed")
 SITES = ("site-1", "site-2", "site-3")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port: int, proc: subprocess.Popen, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"exited early with {proc.returncode}"
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.5)
-    raise AssertionError(f"nothing listens on {port} after {seconds} s")
-
-
-class Processes:
-    """Each process in its own group; ``stop_all`` ends every group by its leader's PID."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs, self.started = logs, []
-
-    def start(self, name: str, *args: str) -> subprocess.Popen:
-        log = open(self.logs / f"{name}.log", "w", encoding="utf-8")
-        proc = subprocess.Popen([M3FED, *args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.started.append(proc)
-        return proc
-
-    def stop(self, *procs: subprocess.Popen) -> None:
-        """SIGTERM to each leader (it stops its children in order), then SIGKILL to whatever is left of the groups."""
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                pass
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                continue
-            proc.wait(timeout=20)
-
-    def stop_all(self) -> list[int]:
-        self.stop(*self.started)
-        alive = []
-        for proc in self.started:
-            try:
-                os.killpg(proc.pid, 0)
-                alive.append(proc.pid)
-            except ProcessLookupError:
-                pass
-        return alive
-
-    def log(self, name: str) -> str:
-        return (self.logs / f"{name}.log").read_text(encoding="utf-8", errors="replace")
 
 
 @pytest.fixture(scope="module")
@@ -109,16 +43,17 @@ def consortium(tmp_path_factory):
     shutil.copytree(APP_DIR, app, ignore=shutil.ignore_patterns(".git", ".venv", "runs", "__pycache__", "*.egg-info",
                                                                 ".pytest_cache", ".hypothesis", "build"))
     procs = Processes(root)
-    port = _free_port()
+    port, control = free_port(), free_port()
     server = procs.start("superlink", "server", "start", "--state", str(root / "server"), "--certs", str(certs),
-                         "--host", "127.0.0.1", "--port", str(port))
+                         "--host", "127.0.0.1", "--port", str(port), "--control-port", str(control))
     env = {"root": root, "certs": certs, "keys": keys, "port": port, "procs": procs, "policy": policy,
-           "approved": app_hash(app), "app": app, "connection": ["--superlink", f"127.0.0.1:{port}", "--ca",
-                                                          str(certs / "ca.crt"), "--state", str(root / "server")]}
+           "approved": app_hash(app), "app": app,
+           "connection": ["--superlink", f"127.0.0.1:{control}", "--state", str(root / "server")]}
     try:
-        _wait_port(port, server)
+        wait_port(port, server)
+        wait_port(control, server)
         for name in (*SITES, "site-x"):
-            out = _m3fed("server", "register-site", name, str(keys / f"{name}.pub"), *env["connection"])
+            out = m3fed("server", "register-site", name, str(keys / f"{name}.pub"), *env["connection"])
             assert out.returncode == 0, out.stderr
         yield env
     finally:
@@ -134,7 +69,7 @@ def _site_yaml(env, name: str, *, key: str | None = None, data_site: str | None 
             "private_key": str(env["keys"] / (key or name)), "data": str(folder / "manifest.jsonl"),
             "languages": ["zh" if (data_site or name) == "site-2" else "en"], "modalities": ["CXR", "CT"],
             "approved_apps": [approved or env["approved"]], "state_dir": str(root / "site-state" / name / str(dp)),
-            "runtime_port": _free_port()}
+            "runtime_port": free_port()}
     if dp:
         spec["privacy_policy"] = str(env["policy"])
     path = root / f"{name}-{dp}.yaml"
@@ -142,18 +77,14 @@ def _site_yaml(env, name: str, *, key: str | None = None, data_site: str | None 
     return path
 
 
-def _m3fed(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([M3FED, *args], capture_output=True, text=True, timeout=timeout)
-
-
 def test_superlink_without_tls_is_refused_unless_insecure(tmp_path):
-    refused = _m3fed("server", "start", "--state", str(tmp_path / "s"), "--port", str(_free_port()), timeout=60)
+    refused = m3fed("server", "start", "--state", str(tmp_path / "s"), "--port", str(free_port()), timeout=60)
     assert refused.returncode == 2 and "no TLS certificates" in refused.stderr and "--insecure" in refused.stderr
     assert "Traceback" not in refused.stderr
-    procs, port = Processes(tmp_path), _free_port()
+    procs, port = Processes(tmp_path), free_port()
     try:
-        _wait_port(port, procs.start("insecure", "server", "start", "--state", str(tmp_path / "s"), "--insecure",
-                                     "--host", "127.0.0.1", "--port", str(port)))
+        wait_port(port, procs.start("insecure", "server", "start", "--state", str(tmp_path / "s"), "--insecure",
+                                    "--host", "127.0.0.1", "--port", str(port), "--control-port", str(free_port())))
         assert "INSECURE" in procs.log("insecure")
     finally:
         assert not procs.stop_all()
@@ -168,7 +99,7 @@ def test_unregistered_supernode_is_refused(consortium):
 
 def _results(env, run: str, *extra: str) -> dict:
     out = env["root"] / run
-    done = _m3fed("run", *env["connection"], "--app", str(env["app"]), "--out", str(out), "--rounds", "2",
+    done = m3fed("run", *env["connection"], "--app", str(env["app"]), "--out", str(out), "--rounds", "2",
                   "--schedule", "alternate",
                   "--run-config", "batch-size=16", "--run-config", "round-timeout=600",
                   "--run-config", "client-eval-every=2", *extra, timeout=1500)
@@ -206,6 +137,12 @@ def _federation(env, tag: str, *run_args: str, dp: bool) -> dict:
     # Each message ran in a new process; the site decoded its images once and kept them at home.
     decoded = env["root"] / "site-state" / "site-1" / str(dp) / "decoded"
     assert {p.name.split("-")[0] for p in decoded.glob("*.safetensors")} == {"train", "test"}
+    # Decoded images and reports, ledger, Flower's home at the sites; results and checkpoints at the
+    # server: the owner's alone.
+    for folder in (*(env["root"] / "site-state" / n / str(dp) for n in (*SITES, "site-x")), env["root"] / "server"):
+        assert folder.stat().st_mode & 0o777 == 0o700
+        assert not [p for p in folder.rglob("*") if not p.is_symlink() and p.stat().st_mode & 0o077]
+    assert not [p for p in (env["root"] / f"run-{tag}").rglob("*") if p.stat().st_mode & 0o077]
     return doc
 
 
@@ -218,7 +155,7 @@ def test_three_sites_two_rounds_with_secagg_and_dp_at_every_site(consortium):
         assert trained and all(s["status"] == "ok" and 0 < s["epsilon"] <= 50 for s in trained.values())
     for name in SITES:  # each site's ledger, at the site, written before its updates left
         ledger = consortium["root"] / "site-state" / name / "True" / "ledger.jsonl"
-        assert _m3fed("privacy", "verify", "--ledger", str(ledger)).returncode == 0
+        assert m3fed("privacy", "verify", "--ledger", str(ledger)).returncode == 0
 
 
 @pytest.mark.slow  # the same federation without SecAgg+ and DP (~3 min more)

@@ -65,7 +65,8 @@ def test_results_schema_and_per_site_rounds(federated_run):
             assert site["status"] == "ok" and 0 < site["bytes_up"] < site["bytes_down"]
     # What the text-only site declared before round 1 is why:
     assert doc["declarations"]["site-3"] == {"languages": ["en"], "modalities": [], "images": False,
-                                             "objectives": ["report-generation"]}
+                                             "objectives": ["report-generation"], "examples-contrastive": 0,
+                                             "examples-report-generation": doc["site_records"]["site-3"]}
     assert doc["declarations"]["site-2"]["languages"] == ["zh"] and doc["declarations"]["site-2"]["images"]
     assert doc["seconds"]["declarations"] > 0
     assert set(doc["final"]["bleu"]) == {"en", "zh"}
