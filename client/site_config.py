@@ -14,7 +14,7 @@ relative to the file. Example::
     modalities: [CXR]                   # CXR and/or CT
     privacy_policy: privacy.yaml        # optional: DP-SGD at this site (ledger in state_dir)
     approved_apps: [<sha256 of the app bundle>]   # m3fed app hash
-    state_dir: /var/lib/m3fed/hospital-a
+    state_dir: /var/lib/m3fed/hospital-a      # made 0700: decoded reports, ledger, secrets
 """
 from __future__ import annotations
 

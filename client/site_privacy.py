@@ -91,7 +91,8 @@ def plan_round(policy: PrivacyPolicy, *, units: int, epochs: int, prior: list, c
     after = epsilon([*prior, (sigma, q, steps)], **common)
     if after > p.target_epsilon:
         raise PrivacyBudgetExhausted(epsilon=epsilon(prior, **common), target_epsilon=p.target_epsilon,
-                                     delta=p.target_delta, what=f"{steps} more steps would pass the target; spent so far")
+                                     delta=p.target_delta,
+                                     what=f"{steps} more steps would pass the target; spent so far")
     if p.max_epsilon_per_round is not None:
         added = after - epsilon(prior, **common)
         if added > p.max_epsilon_per_round:

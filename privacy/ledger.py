@@ -1,4 +1,4 @@
-"""The site's privacy ledger: append-only, hash-chained JSONL, one per site and dataset.
+"""The site's privacy ledger: append-only, hash-chained JSONL, one per site (and its patients).
 
 Line 1 is the header (schema, dataset fingerprint, resolved policy, site, the public half of the
 site's ledger signing key); each later line is one released round, or a ``dataset`` entry that
@@ -29,6 +29,7 @@ from privacy.ledger_format import (  # noqa: F401 - re-exported: the ledger's pu
     dataset_fingerprint, is_round, line_hash, read_lines, segments_of, verify_ledger,
 )
 from privacy.policy import MUTABLE_KEYS, PrivacyPolicy, check_delta
+
 
 class Ledger:
     """One site's ledger. ``Ledger(path)`` reads an existing one (reports, audits); ``Ledger.open`` is the site's."""

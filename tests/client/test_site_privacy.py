@@ -197,3 +197,25 @@ def test_site_check_warns_when_the_policy_fits_no_round(tmp_path, monkeypatch):
     with pytest.raises(PrivacyBudgetExhausted):  # the same planning a round does
         sp.plan_round(dataclasses.replace(fits, noise_multiplier=0.3), units=UNITS, epochs=1, prior=[],
                       charged_rounds=0)
+
+
+def test_m3fed_site_check_warns_about_a_policy_that_fits_no_round(tmp_path, small_mimic, capsys):
+    # Prepare: a policy whose budget needs more noise than it allows, at the site's own data
+    import yaml
+
+    from sim.cli import main
+
+    (tmp_path / "privacy.yaml").write_text("unit: record\ntarget_epsilon: 0.5\ntarget_delta: 1.0e-4\n"
+                                           "max_grad_norm: 1.0\nnoise_multiplier: calibrate\nbatch_size: 8\n"
+                                           "max_noise_multiplier: 2.0\n")
+    spec = {"site": "hospital-a", "superlink": "fl.example.org:8000", "data": str(small_mimic),
+            "languages": ["en", "zh"], "modalities": ["CXR", "CT"], "approved_apps": ["ab" * 32],
+            "state_dir": "state", "insecure": True, "privacy_policy": "privacy.yaml"}
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(spec))
+    # Execute
+    code = main(["site", "check", "--config", str(tmp_path / "site.yaml")])
+    # Assert: a warning, not an error; nothing written to the ledger
+    out = capsys.readouterr().out
+    assert code == 0 and "site configuration OK" in out
+    assert "warning: the privacy policy" in out and "max_noise_multiplier 2" in out
+    assert not (tmp_path / "state" / "ledger.jsonl").exists()

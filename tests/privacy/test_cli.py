@@ -118,3 +118,16 @@ def test_verify_exit_codes(ledger_file, tmp_path, capsys):
     # not there at all: a usage error, not a verification result
     assert m3fed(["privacy", "verify", "--ledger", str(tmp_path / "absent.jsonl")]) == 2
     assert "cannot read ledger" in capsys.readouterr().err
+
+
+def test_plan_defaults_to_the_policys_rounds_and_flags_a_sigma_above_the_cap(policy_file, tmp_path, capsys):
+    # Prepare: ε = 0.3 over 12 planned rounds of 60 steps at q = 0.01 needs σ well above 2
+    path = tmp_path / "tight.yaml"
+    path.write_text(POLICY.format(sigma="calibrate").replace("target_epsilon: 3.0", "target_epsilon: 0.3")
+                    + "planned_rounds: 12\nmax_noise_multiplier: 2.0\n")
+    # Execute
+    rc = m3fed(["privacy", "plan", "--policy", str(path), "--dataset-size", "5000", "--local-steps", "60", "--json"])
+    plan = json.loads(capsys.readouterr().out)
+    # Assert: the site would refuse these rounds rather than train on noise, so the plan does not fit
+    assert rc == 1 and plan["rounds"] == 12 and not plan["within_target"]
+    assert plan["noise_multiplier"] > 2.0 and "max_noise_multiplier 2" in plan["refused"][0]

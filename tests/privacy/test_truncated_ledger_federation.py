@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from privacy.ledger import Ledger
 from sim.cli import main
 from sim.synth import generate
@@ -21,9 +23,10 @@ release: [num-examples, train-loss]
 """
 
 
+@pytest.mark.timeout(1800)  # two Flower simulations (a run and its resume), 3 DP rounds of 3 small sites: minutes
 def test_a_cut_ledger_fails_verify_and_its_site_sits_out_the_resumed_round(tmp_path, capsys):
     # Prepare: 3 DP sites with images, 2 contrastive rounds
-    generate(tmp_path / "data", patients=60, seed=7, difficulty=0.0)
+    generate(tmp_path / "data", patients=36, seed=7, difficulty=0.0)
     (tmp_path / "policy.yaml").write_text(POLICY)
     run = tmp_path / "run"
     assert main(["sim", "--data", str(tmp_path / "data"), "--out", str(run), "--sites", "3", "--rounds", "2",

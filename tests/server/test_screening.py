@@ -168,3 +168,21 @@ def test_under_secagg_replies_carry_the_sum_and_are_not_screened_but_still_norma
     sites = strategy.round_log[1]["sites"]
     answered = [sites[f"node-{m.metadata.dst_node_id}"] for m in messages]
     assert all(s["status"] == "ok" and "update_norm" not in s for s in answered)
+
+
+@pytest.mark.parametrize("rc, words", [
+    ({"aggregation": "median", "secagg": True}, "sees only their sum"),
+    ({"aggregation": "krum:1", "site-dp-noise-multiplier": 1.0}, "site-level DP"),
+    ({"aggregation": "bulyan:1", "min-sites": 5}, "at least 7 sites"),
+    ({"aggregation": "trimmed:0.7"}, "aggregation must be"),
+    ({"max-update-rms": -2.0}, "max-update-rms"),
+])
+def test_m3fed_run_meets_the_same_refusals_in_the_server_app(rc, words):
+    from server.server_app import trust_settings
+
+    rc = {"min-sites": 10, **rc}
+    with pytest.raises(ValueError, match=words):
+        trust_settings(rc, secagg=bool(rc.get("secagg")))
+    aggregation, screening, _ = trust_settings({"min-sites": 3, "aggregation": "median"}, secagg=False)
+    assert str(aggregation) == "median" and screening.max_update_rms > 0
+    assert trust_settings({"min-sites": 3}, secagg=True)[1] is None  # nothing single to screen under SecAgg+

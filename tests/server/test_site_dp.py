@@ -50,7 +50,7 @@ def _round(strategy: SiteLevelDP, updates: dict[int, np.ndarray | None], server_
             "metrics": MetricRecord({"num-examples": n, "site-index": NODES.index(node), "bytes-up": 1,
                                      "seconds": 0.1, "loss": 1.0})}), reply_to=msg))
     out, _ = strategy.aggregate_train(server_round, replies)
-    return {k: v.numpy() for k, v in out.items()}
+    return {} if out is None else {k: v.numpy() for k, v in out.items()}
 
 
 def _direction(norm: float, seed: int) -> np.ndarray:
@@ -136,6 +136,9 @@ def test_bad_settings_are_refused_with_the_flag_named(kwargs, strategy, secagg, 
 
 
 def test_arrays_outside_what_the_round_trains_never_reach_the_aggregate_unclipped():
-    # A reply that also carries the other objective's half (a buggy or hostile site) moves nothing there.
-    out = _round(_dp(noise=1e-9, clip=1.0), {11: _direction(0.1, 4)}, extra={"lm.w": np.full(5, 1e6, np.float32)})
-    assert np.array_equal(out["lm.w"], START["lm.w"])
+    # A reply that also carries the other objective's half (a buggy or hostile site) is rejected whole.
+    dp = _dp(noise=1e-9, clip=1.0)
+    assert _round(dp, {11: _direction(0.1, 4)}, extra={"lm.w": np.full(5, 1e6, np.float32)}) == {}
+    assert dp.round_log[1]["sites"]["site-0"]["status"] == ("rejected: unexpected tensor 'lm.w' "
+                                                            "(a contrastive round does not train it)")
+    assert dp.released == 0  # nothing released, nothing spent

@@ -238,3 +238,27 @@ def test_inf_under_site_level_dp_is_rejected_before_clipping():
     assert np.isfinite(arrays["clip.w"]).all() and sites["h11"]["status"].startswith("rejected: non-finite")
     # The rejected site counts as a zero update: K = 3 sites asked, two clipped updates summed.
     assert np.allclose(arrays["clip.w"], (0.1 + 0.3) / 3, atol=1e-6)
+
+
+@pytest.mark.parametrize("content, words", [
+    (lambda msg: RecordDict({"metrics": MetricRecord({"num-examples": 10})}), "layout"),
+    (lambda msg: RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in _honest(0.2).items()}),
+                             "metrics": MetricRecord({"num-examples": 10}), "more": MetricRecord({"x": 1.0})}),
+     "layout"),
+    (lambda msg: RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in _honest(0.2).items()}),
+                             "metrics": MetricRecord({"loss": 1.0})}), "num-examples: None"),
+    (lambda msg: RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in _honest(0.2).items()}),
+                             "metrics": MetricRecord({"num-examples": 10, "site-index": [1, 2]}),
+                             "site": ConfigRecord({"nom": "x"}), "status": ConfigRecord({})}), None),
+])
+def test_a_malformed_reply_never_crashes_the_round(content, words):
+    strategy = _strategy()
+    messages = {m.metadata.dst_node_id: m for m in strategy.configure_train(
+        1, ArrayRecord({k: Array(v) for k, v in START.items()}), ConfigRecord({}), _Nodes())}
+    replies = [_reply(messages[12], _honest(0.1), {"num-examples": 10}),
+               _reply(messages[13], _honest(0.3), {"num-examples": 10}),
+               Message(content(messages[11]), reply_to=messages[11])]
+    arrays, _ = strategy.aggregate_train(1, replies)
+    assert np.allclose(arrays["clip.w"].numpy(), 0.2)
+    status = strategy.round_log[1]["sites"]["h11"]["status"]
+    assert status.startswith("rejected: ") and words in status if words else status == "declined"

@@ -32,8 +32,14 @@ def clean(data, tmp_path_factory) -> dict:
     return run_simulation(_config(data, tmp_path_factory.mktemp("clean")))
 
 
-def _poisoned_run(data: Path, out: Path, kind: str, clean: dict) -> dict:
-    doc = run_simulation(_config(data, out, poison_sites=1, poison=kind))
+@pytest.fixture(scope="module")
+def nan_run(data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("nan") / "run"
+    run_simulation(_config(data, out, poison_sites=1, poison="nan"))
+    return out
+
+
+def _check_poisoned(doc: dict, clean: dict) -> None:
     [site] = doc["fault_injection"]["poisoned"]["sites"]
     assert doc["fault_injection"]["poisoned"]["from_round"] == 2
     for r in doc["rounds"]:
@@ -42,28 +48,37 @@ def _poisoned_run(data: Path, out: Path, kind: str, clean: dict) -> dict:
         assert all(s["status"] == "ok" for name, s in r["sites"].items() if name != site)
     assert doc["final"]["auc_macro"] > doc["initial"]["auc_macro"] + 0.05  # it still learns
     assert abs(doc["final"]["auc_macro"] - clean["final"]["auc_macro"]) <= 0.02
-    assert "rejected: " in (out / "report.md").read_text(encoding="utf-8")
-    return doc
 
 
-def test_a_site_sending_nan_is_rejected_from_the_middle_round_and_a_resumed_run_continues(data, clean, tmp_path):
-    from sim.cli import main
+def test_the_clean_federation_learns(clean):
+    assert clean["final"]["auc_macro"] > clean["initial"]["auc_macro"] + 0.05
+    assert "fault_injection" not in clean
 
-    doc = _poisoned_run(data, tmp_path / "run", "nan", clean)
+
+def test_a_site_sending_nan_is_rejected_from_the_middle_round_and_costs_little_auc(nan_run, clean):
+    doc = json.loads((nan_run / "results.json").read_text(encoding="utf-8"))
+    _check_poisoned(doc, clean)
     [site] = doc["fault_injection"]["poisoned"]["sites"]
     assert "non-finite" in doc["rounds"][-1]["sites"][site]["status"]
-    # A finished run extended by one round: `--resume RUNDIR --rounds 4`.
-    assert main(["sim", "--resume", str(tmp_path / "run"), "--rounds", "4"]) == 0
-    resumed = json.loads((tmp_path / "run" / "results.json").read_text(encoding="utf-8"))
-    assert [r["round"] for r in resumed["rounds"]] == [1, 2, 3, 4]
-    assert resumed["rounds"][3]["sites"][site]["status"].startswith("rejected: ")
-    assert json.loads((tmp_path / "run" / "sim-config.json").read_text())["rounds"] == 4
+    report = (nan_run / "report.md").read_text(encoding="utf-8")
+    assert f"{site} sends `nan` replies from round 2 on" in report and "rejected: non-finite" in report
+
+
+def test_a_finished_run_resumed_with_more_rounds_continues_to_them(nan_run):
+    from sim.cli import main
+
+    assert main(["sim", "--resume", str(nan_run), "--rounds", "4"]) == 0
+    doc = json.loads((nan_run / "results.json").read_text(encoding="utf-8"))
+    [site] = doc["fault_injection"]["poisoned"]["sites"]
+    assert [r["round"] for r in doc["rounds"]] == [1, 2, 3, 4]
+    assert doc["rounds"][3]["sites"][site]["status"].startswith("rejected: ")
+    assert json.loads((nan_run / "sim-config.json").read_text())["rounds"] == 4
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["inf", "scale", "shape", "weight"])
 def test_every_kind_of_bad_reply_is_rejected_and_costs_little_auc(data, clean, tmp_path, kind):
-    _poisoned_run(data, tmp_path / "run", kind, clean)
+    _check_poisoned(run_simulation(_config(data, tmp_path / "run", poison_sites=1, poison=kind)), clean)
 
 
 POLICY = """\
