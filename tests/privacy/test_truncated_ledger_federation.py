@@ -23,7 +23,8 @@ release: [num-examples, train-loss]
 """
 
 
-@pytest.mark.timeout(1800)  # two Flower simulations (a run and its resume), 3 DP rounds of 3 small sites: minutes
+@pytest.mark.slow  # two Flower simulations (a run and its resume), 3 DP rounds of 3 small sites: minutes
+@pytest.mark.timeout(2400)
 def test_a_cut_ledger_fails_verify_and_its_site_sits_out_the_resumed_round(tmp_path, capsys):
     # Prepare: 3 DP sites with images, 2 contrastive rounds
     generate(tmp_path / "data", patients=36, seed=7, difficulty=0.0)

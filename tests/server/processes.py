@@ -64,18 +64,23 @@ class Processes:
             proc.wait(timeout=20)
 
     def stop_all(self) -> list[int]:
+        """Stop every group; the leaders of groups that still have a process after a grace period."""
         self.stop(*self.started)
-        alive = []
-        for proc in self.started:
-            try:
-                os.killpg(proc.pid, 0)
-                alive.append(proc.pid)
-            except ProcessLookupError:
-                pass
+        deadline = time.monotonic() + 15  # a member killed last may not be reaped yet (its parent is gone)
+        while (alive := [p.pid for p in self.started if _group_alive(p.pid)]) and time.monotonic() < deadline:
+            time.sleep(0.2)
         return alive
 
     def log(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text(encoding="utf-8", errors="replace")
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
 
 
 def _group(pgid: int) -> list[int]:
