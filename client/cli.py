@@ -13,14 +13,22 @@ from shared_model.config import get_preset
 # a mistyped option answer at once.
 
 
-def check_dataset(data: str, image_size: int) -> dict:
-    """Read every record and decode every image; the summary lists each skipped item with its reason."""
+def check_dataset(data: str, image_size: int, *, max_records_per_patient: int | None = None) -> dict:
+    """Read every record and decode every image; the summary lists each skipped item with its reason.
+
+    With a DP policy's ``max_records_per_patient``, the training studies a DP round drops to enforce
+    it are listed too (skipped, reason "over max_records_per_patient") and counted.
+    """
     from client.dataset import decode
     from client.sources import load_records
+    from privacy.sampling import cap_studies_per_patient
 
     records, report = load_records(data)
     examples = decode(records, image_size, report)
+    train = examples.subset(lambda r: r.split == "train")
+    _, cap = cap_studies_per_patient(train, max_records_per_patient, report=report)
     summary = report.summary(examples.records)
+    summary["max_records_per_patient"] = cap.to_dict()
     summary["usable"] = any(r.split == "train" for r in examples.records)
     return summary
 

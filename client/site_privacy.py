@@ -25,7 +25,7 @@ from privacy.dp import private_update
 from privacy.dp_losses import finding_phrases
 from privacy.ledger import Ledger, dataset_fingerprint, is_round, read_lines, segments_of
 from privacy.policy import PolicyError, PrivacyPolicy, check_delta, load_policy
-from privacy.sampling import planned_steps
+from privacy.sampling import cap_studies_per_patient, planned_steps
 from shared_model.config import trained_keys
 from shared_model.kept_state import AfterRecord
 
@@ -111,6 +111,7 @@ def schedule_warning(policy: PrivacyPolicy, examples: Examples, ledger: Path | N
     lines = read_lines(ledger) if ledger is not None and ledger.is_file() else None
     prior, charged = (segments_of(lines), sum(is_round(e) for e in lines[1:])) if lines else ([], 0)
     reasons = []
+    examples, _ = cap_studies_per_patient(examples, policy.max_records_per_patient)  # what a round trains on
     for objective, n_epochs in epochs.items():
         units = units_of(examples, objective, policy.unit)
         if units < 2:
@@ -259,6 +260,12 @@ def private_round(privacy: SitePrivacy, model, examples: Examples, objective: st
                                "update released for it is no longer kept: a round is charged at most once")
         model.load_state_dict(kept["arrays"], strict=False)
         return kept["loss"], kept["examples"], privacy.ledger.epsilon()
+    examples, cap = cap_studies_per_patient(examples, p.max_records_per_patient)
+    if cap.studies_dropped:  # the site's own log only: the count says something about its data
+        logging.getLogger(__name__).warning(
+            "max_records_per_patient %d: %d studies (%d rows) of %d patients not trained on (each patient keeps "
+            "its lowest study ids)", cap.max_studies_per_patient, cap.studies_dropped, cap.rows_dropped,
+            cap.patients_over)
     units = units_of(examples, objective, p.unit)
     if units < 2:  # nothing to train (a text-only site in a contrastive round): nothing spent
         return float("nan"), 0, privacy.ledger.epsilon()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from client.cli import check_dataset
 from sim.cli import main
 
 
@@ -61,3 +62,14 @@ def test_central_refuses_bad_options_plainly(small_mimic, tmp_path):
     assert "cuda:7" in no_gpu.stderr
     negative = _m3fed("central", "--data", str(small_mimic), "--out", str(tmp_path / "r"), "--lm-epochs", "-1")
     assert negative.returncode == 2 and "epochs" in negative.stderr and "Traceback" not in negative.stderr
+
+
+def test_check_counts_the_studies_max_records_per_patient_drops(small_mimic):
+    # Execute: every patient keeps 1 training study.
+    plain = check_dataset(str(small_mimic), 32)
+    capped = check_dataset(str(small_mimic), 32, max_records_per_patient=1)
+    # Assert: the dropped studies are skipped items of the data report, one each, with their count.
+    cap = capped["max_records_per_patient"]
+    assert plain["max_records_per_patient"]["studies_dropped"] == 0 and cap["studies_dropped"] > 0
+    assert capped["skipped_reasons"]["over max_records_per_patient"] == cap["studies_dropped"]
+    assert capped["skipped"] == plain["skipped"] + cap["studies_dropped"]

@@ -219,3 +219,16 @@ def test_m3fed_site_check_warns_about_a_policy_that_fits_no_round(tmp_path, smal
     assert code == 0 and "site configuration OK" in out
     assert "warning: the privacy policy" in out and "max_noise_multiplier 2" in out
     assert not (tmp_path / "state" / "ledger.jsonl").exists()
+
+
+def test_what_a_round_keeps_at_the_site_is_private(tmp_path):
+    import stat
+
+    from shared_model.kept_state import RoundFiles
+
+    RoundFiles(tmp_path, 1).save("contrastive", {"state": {}, "param_groups": []})
+    ReleasedUpdates(tmp_path).keep(run_id="r", round=1, objective="contrastive", arrays={"clip.w": torch.ones(2)},
+                                   loss=0.1, examples=3)
+    files = sorted(tmp_path.iterdir())
+    assert [f.name for f in files] == ["optimizer-contrastive-r1.pt", "released-r1.pt"]
+    assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
