@@ -143,11 +143,11 @@ def check_site(cfg: SiteConfig, *, image_size: int) -> dict:
     if not cfg.insecure:
         load_certificate(cfg.ca_certificate)
         check_site_key(cfg.private_key)
-    if cfg.privacy_policy:
-        load_policy(cfg.privacy_policy)
+    policy = load_policy(cfg.privacy_policy) if cfg.privacy_policy else None
     if not cfg.data.exists():
         raise DataError(cfg.data, f"data path not found (site.yaml {cfg.source}: data)")
-    summary = check_dataset(str(cfg.data), image_size)
+    summary = check_dataset(str(cfg.data), image_size,
+                            max_records_per_patient=policy.max_records_per_patient if policy else None)
     if not summary["usable"]:
         raise DataError(cfg.data, "m3fed data check: no usable training records (run it for the reasons)")
     found = {lang for lang, n in summary["by_language"].items() if n}

@@ -27,9 +27,10 @@ from flwr.app import RecordDict
 
 from shared_model.config import trained_keys
 
-# Honest updates on the default simulation (tiny preset, both objectives) have a root-mean-square
-# change per value of at most MEASURED_RMS (README, "Screening"); the default leaves a wide margin
-# while an update scaled by 1e6 is far above it.
+# Honest updates of the default simulation (`m3fed sim`, tiny preset, seed 0) measured a root-mean-square
+# change per value of at most 0.0026 in contrastive rounds (L2 norm 3.8 over 2.19 M values) and 0.047
+# in report-generation rounds (63.9 over 1.85 M, the decoder's first round from random weights):
+# 1.0 leaves a margin of 20x over the largest, and an update scaled by 1e6 is far above it.
 DEFAULT_MAX_UPDATE_RMS = 1.0
 
 

@@ -17,10 +17,10 @@ from flwr.serverapp import Grid, ServerApp
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from client.progress import report_progress  # noqa: E402
+from server.aggregation import Aggregation  # noqa: E402
 from server.declarations import SiteDeclarations  # noqa: E402
 from server.evaluation import ServerEvaluation, federated_metrics  # noqa: E402
 from server.grid import PromptGrid  # noqa: E402
-from server.aggregation import Aggregation  # noqa: E402
 from server.receipts import ReceiptStore  # noqa: E402
 from server.results import write_results  # noqa: E402
 from server.secagg import SecAggConfig, SecureGrid  # noqa: E402
