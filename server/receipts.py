@@ -85,9 +85,8 @@ class ReceiptStore:
     def attach(self, messages: Iterable[Message], names: dict[int, str], declarations=None) -> list[Message]:
         """Each node's train message with its own site's receipt (after the declarations' heads are kept)."""
         if declarations is not None:
-            for node, head in declarations.heads.items():
-                if node in names:
-                    self.offer(names[node], head)
+            for node in [n for n in declarations.heads if n in names]:  # each declared head is offered once
+                self.offer(names[node], declarations.heads.pop(node))
         out = []
         for message in messages:
             site = names.get(message.metadata.dst_node_id)

@@ -14,9 +14,10 @@ global + (Σ clipped updates) / K + N(0, (z·C/K)²) per value, K being the numb
 was sent to (a site that fails, has nothing to train or whose reply screening rejects counts as a
 zero update, so K never depends on private data); sites weigh equally. Replies are screened
 (``server.screening``) before they are clipped: a NaN or inf update never reaches the clipping.
-Every site is asked every round (no sampling amplification), so R released rounds compose R Gaussian mechanisms with multiplier z under
-add/remove-one-site. The server sees the clear, unclipped updates: this protects against
-everyone who sees the model, not against the server (use record-level DP at the sites for that).
+Every site is asked every round (no sampling amplification), so R released rounds compose R
+Gaussian mechanisms with multiplier z under add/remove-one-site. The server sees the clear,
+unclipped updates: this protects against everyone who sees the model, not against the server
+(use record-level DP at the sites for that).
 """
 from __future__ import annotations
 

@@ -191,7 +191,8 @@ class ObjectiveRounds:
             return None, None
         if exhausted and not useful:  # no site can train any more
             self.round_log[global_round]["stopped"] = (
-                f"no site can train in round {global_round}: privacy budget exhausted at {', '.join(sorted(exhausted))}")
+                f"no site can train in round {global_round}: refused by the privacy policy or ledger at "
+                f"{', '.join(sorted(exhausted))} (their round status says why)")
             return None, None
         if not useful:
             return None, None
