@@ -61,7 +61,8 @@ def not_covered(policy: PrivacyPolicy) -> list[str]:
         "round metadata sent in clear with every update, also under secure aggregation (SecAgg+ hides only "
         "the update): site index, example count, seconds, bytes, ε spent so far, a refusal's reason",
         "the site's declaration before its first round, in clear: its report languages, image modalities, "
-        "whether it has images, which objectives it can train (no counts, no records)",
+        "whether it has images, which objectives it can train and its number of training examples for each "
+        "(no records)",
         "the MultiMedLM memory bank, unless built from non-private text",
         "secure RNG not used: Opacus secure_mode needs torchcsprng (unmaintained since 0.2.1, 2021); "
         "noise comes from torch's default generator (floating-point attacks, arXiv 2107.10138)",

@@ -49,8 +49,9 @@ class SiteDeclarations:
             self.by_node[node] = dict(reply.content["declaration"])
             if "site" in reply.content.config_records:
                 self.names[node] = str(reply.content["site"]["name"])
-            if "epsilon" in reply.content["metrics"]:
-                self.epsilon[node] = float(reply.content["metrics"]["epsilon"])
+            metrics = reply.content.metric_records.get("metrics", {})  # a reply without any must not end the run
+            if "epsilon" in metrics:
+                self.epsilon[node] = float(metrics["epsilon"])
             if HEAD_RECORD in reply.content.config_records:
                 self.heads[node] = dict(reply.content[HEAD_RECORD])
         self.seconds += time.perf_counter() - started
