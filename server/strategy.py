@@ -82,6 +82,7 @@ class ObjectiveRounds:
         self.screening, self.aggregation = screening, aggregation
         self._verdicts: dict[int, Verdict] = {}  # id(reply) -> its screening, this round
         self._start: dict = {}  # this round's global trained tensors as numpy, for screening
+        self._dtypes: dict = {}  # the sites' model dtypes (set from the first global sent)
         # Flower numbers a resumed run's rounds from 1 again; the offset keeps global round numbers.
         self.schedule, self.site_names, self.round_offset = schedule, site_names, round_offset
         self.min_live_sites, self.total_rounds, self.client_eval_every = min_live_sites, total_rounds, client_eval_every
@@ -103,6 +104,9 @@ class ObjectiveRounds:
         global_round = server_round + self.round_offset
         self._bytes_down = arrays.count_bytes()
         self._global, self._verdicts, self._start = arrays, {}, {}
+        # The sites' model dtypes are the first global's (the model's own state dict): FedAdam's server
+        # step hands back float64, which an honest site loads into its float32 model and sends as such.
+        self._dtypes = self._dtypes or {k: arrays[k].numpy().dtype for k in arrays.keys()}
         objective = objective_for(global_round, self.schedule)
         config["objective"] = objective
         config["global-round"] = global_round
@@ -134,7 +138,9 @@ class ObjectiveRounds:
                 self._verdicts[id(reply)] = Verdict(None, n if isinstance(n, int) else 0)
                 continue
             if not self._start:
-                self._start = {k: self._global[k].numpy() for k in trained_keys(self._global.keys(), objective)}
+                self._start = {k: self._global[k].numpy().astype(self._dtypes.get(k, self._global[k].numpy().dtype),
+                                                                 copy=False)
+                               for k in trained_keys(self._global.keys(), objective)}
             self._verdicts[id(reply)] = screen_reply(reply.content, start=self._start, objective=objective,
                                                      declared=self._declared(reply, objective), cfg=self.screening)
         return replies
