@@ -27,6 +27,15 @@ def _server_start(args) -> int:
     return 0
 
 
+def _server_unit(args) -> int:
+    from server.service import server_systemd_unit
+
+    print(server_systemd_unit(certs=Path(args.certs), state=_state(args.state), port=args.port,
+                              control_port=args.control_port, host=args.host, user=args.user,
+                              runs=Path(args.runs) if args.runs else None), end="")
+    return 0
+
+
 def _connection(args) -> dict:
     return {"superlink": args.superlink}
 
@@ -75,6 +84,22 @@ def _run(args) -> int:
                             app=Path(args.app) if args.app else _default_app(), **_connection(args))
     print(f"run {record.get('run-id')} {record.get('status')}; results: {out.resolve() / 'results.json'} "
           "(on the SuperLink's host)")
+    if args.fetch:
+        _fetched(args.superlink, int(record["run-id"]), Path(args.fetch))
+    return 0
+
+
+def _fetched(superlink: str, run_id: int, to: Path) -> None:
+    from server.artifacts import fetch
+
+    names = fetch(superlink, run_id, to)
+    print(f"fetched run {run_id} into {to.resolve()}: {', '.join(names)}")
+
+
+def _fetch(args) -> int:
+    from server.remote import recorded_run_id
+
+    _fetched(args.superlink, recorded_run_id(_state(args.state), Path(args.run_dir)), Path(args.to))
     return 0
 
 
@@ -114,6 +139,15 @@ def add_server_commands(sub: argparse._SubParsersAction) -> None:
                    help="Control and Runtime APIs, on 127.0.0.1 only (m3fed run, register-site)")
     p.add_argument("--insecure", action="store_true", help="plain HTTP, no node authentication (tests only)")
     p.set_defaults(func=_server_start)
+    p = server.add_parser("systemd-unit", help="print a systemd unit that runs the SuperLink as --user")
+    p.add_argument("--certs", required=True)
+    p.add_argument("--state", required=True)
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--control-port", type=int, default=CONTROL_PORT)
+    p.add_argument("--runs", help="the folder run folders go under (m3fed run --out): writable by the service")
+    p.add_argument("--user", default="m3fed")
+    p.set_defaults(func=_server_unit)
     p = server.add_parser("register-site", help="admit a site's SuperNode key")
     p.add_argument("name")
     p.add_argument("public_key", help="the site's .pub (m3fed site keygen)")
@@ -144,4 +178,12 @@ def add_server_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--secagg-max-weight", type=int, default=100_000,
                    help="at least the largest site's number of training examples (sites refuse above it)")
     p.add_argument("--run-config", action="append", metavar="KEY=VALUE", help="any other run-config key")
+    p.add_argument("--fetch", metavar="DIR", help="when the run has completed, copy its results, report, plots, "
+                                                  "final model and round log into DIR on this machine")
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("fetch", help="copy a finished run's results and final model from the SuperLink's host")
+    p.add_argument("run_dir", metavar="RUNDIR", help="the run folder given to m3fed run --out")
+    p.add_argument("--to", required=True, help="folder on this machine")
+    _add_connection(p)
+    p.set_defaults(func=_fetch)

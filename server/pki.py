@@ -1,10 +1,15 @@
 """The consortium's certificates and the sites' keys, made with ``cryptography`` (no home-made crypto).
 
 ``m3fed ca init`` makes the consortium CA (the root every site trusts), ``m3fed ca issue-server``
-the SuperLink's TLS certificate, whose subject alternative names must cover every name or address
-sites dial. ``m3fed site keygen`` makes a site's SuperNode-authentication key pair (EC P-384 in
-OpenSSH format, what ``flower-supernode --auth-supernode-private-key`` reads); the private key
-stays at the site, only the ``.pub`` goes to the operator. Private keys are written 0600.
+the SuperLink's TLS certificate and key in one step (on a machine holding ``ca.key``; the two-step
+flow that keeps ``ca.key`` offline is in ``server.csr``). A server certificate's subject alternative
+names cover every name or address sites dial, and always loopback (``localhost``, ``127.0.0.1``,
+``::1``) for the server host's own clients and one-machine trials. ``check_server_certificates``
+is what ``m3fed server start --certs`` asks of either flow's folder.
+
+``m3fed site keygen`` makes a site's SuperNode-authentication key pair (EC P-384 in OpenSSH
+format, what ``flower-supernode --auth-supernode-private-key`` reads); the private key stays at
+the site, only the ``.pub`` goes to the operator. Private keys are written 0600.
 ``ensure_secret`` makes the SuperExec shared secret a SuperLink or SuperNode and its SuperExec
 sign runtime requests with; ``make_private`` keeps a state folder to its owner.
 """
@@ -13,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -26,6 +32,10 @@ from client.errors import DataError
 
 CA_CERT, CA_KEY = "ca.crt", "ca.key"
 SERVER_CERT, SERVER_KEY = "server.pem", "server.key"
+# The SuperLink host's own clients and a one-machine trial dial these; every server certificate names them.
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+_LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_DNS_NAME = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*")
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -113,45 +123,100 @@ def _load_pem_key(path: Path, missing: str):
         raise DataError(path, f"not an unencrypted PEM private key ({exc})") from None
 
 
-def _load_ca(ca_dir: Path):
-    key = _load_pem_key(ca_dir / CA_KEY, "CA private key not found (m3fed ca init writes it)")
-    return load_certificate(ca_dir / CA_CERT), key
-
-
-def _san(hosts: list[str]) -> x509.SubjectAlternativeName:
-    names: list[x509.GeneralName] = []
-    for host in hosts:
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            names.append(x509.DNSName(host))
-    return x509.SubjectAlternativeName(names)
-
-
-def issue_server(ca_dir: Path, *, hosts: list[str], out: Path | None = None, days: int = 825) -> Path:
-    """The SuperLink's certificate, signed by the consortium CA; its SAN lists ``hosts`` (names or IPs)."""
+def load_ca(ca_dir: Path):
+    """The CA's certificate and private key from ``ca_dir`` (the key must be the certificate's)."""
     ca_dir = Path(ca_dir)
-    out = Path(out or ca_dir)
-    if not hosts:
-        raise DataError("--host", "give at least one name or address that sites dial")
-    ca_cert, ca_key = _load_ca(ca_dir)
-    key = ec.generate_private_key(ec.SECP384R1())
+    cert = load_certificate(ca_dir / CA_CERT)
+    key = _load_pem_key(ca_dir / CA_KEY, "CA private key not found (m3fed ca init writes it; sign on the "
+                                         "machine that keeps it)")
+    if not same_key(key.public_key(), cert.public_key()):
+        raise DataError(ca_dir / CA_KEY, f"does not match the CA certificate {ca_dir / CA_CERT}")
+    return cert, key
+
+
+def same_key(a, b) -> bool:
+    der, spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    return a.public_bytes(der, spki) == b.public_bytes(der, spki)
+
+
+def _host(host: str, where: str | Path) -> str:
+    """One name or address in canonical form (``::0:1`` is ``::1``), or a DataError naming ``where``."""
+    text = str(host).strip()
+    try:
+        return str(ipaddress.ip_address(text.removeprefix("[").removesuffix("]")))
+    except ValueError:
+        pass
+    name = text.removesuffix(".")
+    # A last label of digits only is no DNS name: most likely a mistyped IP address.
+    if len(name) > 253 or not _DNS_NAME.fullmatch(name) or name.rsplit(".", 1)[-1].isdigit():
+        raise DataError(where, f"{host!r} is not a DNS name or an IP address (give the name or address "
+                               "sites dial, without scheme or port)")
+    return name.lower()  # DNS names are case-insensitive; certificates write them in lower case
+
+
+def server_names(hosts: list[str], *, where: str | Path = "--host") -> list[str]:
+    """``hosts`` checked, then the loopback names, each once: a server certificate's SAN."""
+    names: list[str] = []
+    for host in [*hosts, *LOOPBACK]:
+        name = _host(host, where)
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def _subject(names: list[str]) -> x509.Name:
+    # Clients check the SAN, not the subject; a common name holds at most 64 characters.
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0] if len(names[0]) <= 64 else "m3fed SuperLink")])
+
+
+def _san(names: list[str]) -> x509.SubjectAlternativeName:
+    entries: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            entries.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            entries.append(x509.DNSName(name))
+    return x509.SubjectAlternativeName(entries)
+
+
+def sign_server_certificate(ca_cert: x509.Certificate, ca_key, public_key, *, names: list[str],
+                            days: int) -> x509.Certificate:
+    """A server (not CA) certificate for ``public_key``: serverAuth, SAN ``names``, within the CA's validity."""
+    if days < 1:
+        raise DataError("--days", f"{days}: a certificate must be valid for at least one day")
     now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key())
+    return (x509.CertificateBuilder()
+            .subject_name(_subject(names)).issuer_name(ca_cert.subject).public_key(public_key)
             .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(min(now + dt.timedelta(days=days), ca_cert.not_valid_after_utc))
-            .add_extension(_san(hosts), critical=False)
+            .add_extension(_san(names), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA384()))
-    _write_private(out / SERVER_KEY, _pem_key(key))
+
+
+def write_server_certificate(cert: x509.Certificate, ca_cert: x509.Certificate, ca_dir: Path, out: Path) -> Path:
+    """``out/server.pem``, and beside it a copy of ``ca.crt`` (the SuperLink serves the chain's root too)."""
+    out.mkdir(parents=True, exist_ok=True)
     (out / SERVER_CERT).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    if out != ca_dir:  # the SuperLink serves the chain's root too
+    if out.resolve() != Path(ca_dir).resolve():
         (out / CA_CERT).write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     return out / SERVER_CERT
+
+
+def issue_server(ca_dir: Path, *, hosts: list[str], out: Path | None = None, days: int = 825) -> Path:
+    """The SuperLink's key and certificate, signed by the consortium CA; SAN: ``hosts`` (names or IPs) + loopback."""
+    ca_dir = Path(ca_dir)
+    out = Path(out or ca_dir)
+    if not hosts:
+        raise DataError("--host", "give at least one name or address that sites dial")
+    names = server_names(hosts)
+    ca_cert, ca_key = load_ca(ca_dir)
+    key = ec.generate_private_key(ec.SECP384R1())
+    cert = sign_server_certificate(ca_cert, ca_key, key.public_key(), names=names, days=days)
+    _write_private(out / SERVER_KEY, _pem_key(key))
+    return write_server_certificate(cert, ca_cert, ca_dir, out)
 
 
 def server_hosts(cert: x509.Certificate) -> list[str]:
@@ -159,8 +224,7 @@ def server_hosts(cert: x509.Certificate) -> list[str]:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return []
-    return [str(v) for v in san.get_values_for_type(x509.DNSName)] + \
-        [str(v) for v in san.get_values_for_type(x509.IPAddress)]
+    return [str(name.value) for name in san if isinstance(name, (x509.DNSName, x509.IPAddress))]
 
 
 def check_server_certificates(certs: Path) -> None:
@@ -172,7 +236,7 @@ def check_server_certificates(certs: Path) -> None:
         raise DataError(certs / SERVER_CERT, f"not valid now (valid {cert.not_valid_before_utc:%Y-%m-%d} to "
                                              f"{cert.not_valid_after_utc:%Y-%m-%d}): issue a new one")
     key = _load_pem_key(certs / SERVER_KEY, "server private key not found")
-    if key.public_key().public_numbers() != cert.public_key().public_numbers():
+    if not same_key(key.public_key(), cert.public_key()):
         raise DataError(certs / SERVER_KEY, f"does not match the certificate {certs / SERVER_CERT}")
     try:
         cert.verify_directly_issued_by(ca)

@@ -21,6 +21,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from server.superlink import CONNECTION, flower_env, flwr_cli, operator_home
 from sim.federation import APP_DIR, _toml_value
 
 SUBMITTED = "submitted-runs.json"
+START_TIMEOUT = 180.0  # seconds a submitted run may stay pending before m3fed run stops it
 
 
 def deployment_run_config(out: Path, overrides: dict) -> dict:
@@ -86,7 +88,8 @@ def resume_run(*, state: Path, superlink: str, run_dir: Path, overrides: dict, t
     return _submit(state=state, superlink=superlink, config=config, app=Path(entry["app"]), timeout=timeout)
 
 
-def _submit(*, state: Path, superlink: str, config: dict, app: Path, timeout: float) -> dict:
+def _submit(*, state: Path, superlink: str, config: dict, app: Path, timeout: float,
+            start_timeout: float = START_TIMEOUT) -> dict:
     home = operator_home(state, superlink)
     overrides = " ".join(f"{k}={_toml_value(v)}" for k, v in config.items())
     log_path = Path(state) / "last-run.log"
@@ -96,19 +99,22 @@ def _submit(*, state: Path, superlink: str, config: dict, app: Path, timeout: fl
                                 env=flower_env(home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 errors="replace", cwd=home)
         deadline = time.monotonic() + timeout
-        run_id = None
+        run_id, watch = None, None
         for line in proc.stdout:
             log.write(line)
             sys.stdout.write(line)
             sys.stdout.flush()
             if run_id is None and (run_id := _run_id(line)) is not None:
                 _record(state, config["run-dir"], {"run_id": run_id})
+                watch = StartWatch(home, run_id, proc, start_timeout)
             if time.monotonic() > deadline:
                 proc.kill()
                 break
         proc.wait()
     if run_id is None:
         raise DataError(log_path, "the SuperLink did not start the run (see this log for Flower's reason)")
+    if watch is not None and watch.failure:
+        raise DataError(f"run {run_id}", watch.failure)
     runs = flwr_cli(home, "ls", CONNECTION, "--run-id", str(run_id)).get("runs", [])
     record = runs[0] if runs else {"run-id": run_id, "status": "unknown"}
     if record.get("status") != "finished:completed":
@@ -116,6 +122,54 @@ def _submit(*, state: Path, superlink: str, config: dict, app: Path, timeout: fl
                                   f"SuperLink's log for the reason; `m3fed run --resume {config['run-dir']}` "
                                   "continues after its last completed round")
     return record
+
+
+class StartWatch:
+    """A submitted run that no ServerApp has taken within ``seconds`` is stopped, and the reason said.
+
+    ``pending`` means the SuperLink's SuperExec has not started its ServerApp (``m3fed server start``
+    stops itself when its SuperExec cannot work, so this is a SuperLink that is down or overloaded).
+    """
+
+    def __init__(self, home: Path, run_id: int, proc: subprocess.Popen, seconds: float, *, every: float = 5.0) -> None:
+        self.home, self.run_id, self.proc, self.seconds, self.every = home, run_id, proc, seconds, every
+        self.failure: str | None = None
+        threading.Thread(target=self._watch, daemon=True, name="m3fed-start-watch").start()
+
+    def _status(self) -> str:
+        try:
+            runs = flwr_cli(self.home, "ls", CONNECTION, "--run-id", str(self.run_id)).get("runs", [])
+        except DataError as exc:
+            return f"unknown ({exc})"
+        return str(runs[0].get("status")) if runs else "unknown"
+
+    def _watch(self) -> None:
+        started = time.monotonic()
+        while self.proc.poll() is None:
+            status = self._status()
+            if not status.startswith(("pending", "starting", "unknown")):
+                return  # running or finished: the stream reports the rest
+            if time.monotonic() - started > self.seconds:
+                self.failure = (f"not started after {self.seconds:.0f} s (status {status!r}): the SuperLink's "
+                                "SuperExec has not taken it. Check that `m3fed server start` is running and its log "
+                                "(<state>/logs/superlink.log); the run was stopped, submit it again")
+                try:
+                    flwr_cli(self.home, "stop", str(self.run_id), CONNECTION)
+                except DataError:
+                    pass
+                self.proc.kill()
+                return
+            time.sleep(self.every)
+
+
+def recorded_run_id(state: Path, run_dir: Path) -> int:
+    """The Flower run id ``m3fed run`` recorded for ``run_dir`` (its latest submission)."""
+    key = str(Path(run_dir).resolve())
+    entry = _submitted(state).get(key)
+    if entry is None or entry.get("run_id") is None:
+        raise DataError(Path(state) / SUBMITTED, f"no run was started for {key} from this operator state "
+                                                 "(give the --state the run was submitted with)")
+    return int(entry["run_id"])
 
 
 def _run_id(line: str) -> int | None:

@@ -7,6 +7,7 @@ strategy state after every round for ``--resume``. Started by ``flwr run .`` wit
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -71,6 +72,7 @@ def main(grid: Grid, context: Context) -> None:
     # A deployment names no server-side data: the server holds none, the sites evaluate (server/remote.py).
     deployed = not data
     run_dir.mkdir(parents=True, exist_ok=True)
+    log_file = _log_to(run_dir / "run.log")  # the round log travels with the results (m3fed run --fetch)
     sites = [] if deployed else json.loads((run_dir / "sites.json").read_text(encoding="utf-8"))["sites"]
     grid = PromptGrid(grid)  # replies as they arrive, not on Flower's 3-second poll
     # The one seam where SecAgg+ (legacy-only in flwr 1.42) enters: the strategy sees a Grid as before.
@@ -128,6 +130,7 @@ def main(grid: Grid, context: Context) -> None:
             save_round(run_dir, model, server_round=global_round, rounds=rounds, initial=initial,
                        strategy_arrays=strategy_arrays(strategy))
             report_progress(progress, event="round", **rounds[-1])
+            logging.getLogger("flwr").info(round_line(rounds[-1]))
             if log.get("stopped"):
                 raise StopRun(log["stopped"])
         return MetricRecord({} if result["auc_macro"] is None else {"auc-macro": result["auc_macro"]})
@@ -149,7 +152,31 @@ def main(grid: Grid, context: Context) -> None:
                   seconds={"total": time.perf_counter() - started, "declarations": strategy.declarations.seconds},
                   sites=sites or sorted(set(strategy.node_names.values())), initial=initial,
                   declarations=strategy.declarations.by_site(),
+                  **({"privacy": strategy.privacy_statements} if strategy.privacy_statements else {}),
                   **({"stopped": stopped} if stopped else {}))
+    if deployed:  # a simulation writes its report after the baselines (sim.simulate)
+        from sim.report import write_report
+
+        write_report(run_dir)
+    logging.getLogger("flwr").removeHandler(log_file)
+    log_file.close()
+
+
+def _log_to(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger("flwr").addHandler(handler)
+    return handler
+
+
+def round_line(entry: dict) -> str:
+    """One line per round for the run's log: objective, AUC, each site's status and examples."""
+    auc = entry.get("auc_macro")
+    sites = "; ".join(f"{name} {s.get('status')} ({s.get('examples') or 0} examples"
+                      + (f", ε {s['epsilon']:.3f}" if isinstance(s.get("epsilon"), (int, float)) else "") + ")"
+                      for name, s in sorted(entry.get("sites", {}).items()))
+    return (f"m3fed round {entry['round']} ({entry.get('objective')}): macro AUC "
+            f"{'—' if auc is None else f'{auc:.3f}'}; {sites or 'no site replied'}")
 
 
 class StopRun(Exception):

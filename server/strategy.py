@@ -12,6 +12,8 @@ and the one weight key, whatever else a site (DP or not) put in its metrics.
 """
 from __future__ import annotations
 
+import json
+
 import math
 import re
 import time
@@ -88,6 +90,7 @@ class ObjectiveRounds:
         self.min_live_sites, self.total_rounds, self.client_eval_every = min_live_sites, total_rounds, client_eval_every
         self.round_log: dict[int, dict] = {}
         self.site_eval: dict[int, dict] = {}
+        self.privacy_statements: dict[str, dict] = {}  # each DP site's own statement, from its evaluate reply
         self._started: dict[int, float] = {}
         self._bytes_down = 0
         self._global = ArrayRecord()
@@ -275,6 +278,9 @@ class ObjectiveRounds:
             m = reply.content.metric_records.get("metrics") or MetricRecord()
             name = self._site_name(_integer(m.get("site-index"), -1), reply)
             per_site[name] = _evaluation_entry(m)
+            statement = site_statement(reply.content.config_records.get("privacy-statement"))
+            if statement is not None:
+                self.privacy_statements[name] = {**statement, "reported_in_round": server_round + self.round_offset}
         if per_site:
             self.site_eval[server_round + self.round_offset] = per_site
         return None
@@ -316,6 +322,19 @@ def _integer(value, default: int) -> int:
 def _finite(value) -> float | None:
     """A site's stated number, or None (not stated, or NaN: what a DP site that withholds it sends)."""
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def site_statement(record) -> dict | None:
+    """A deployed DP site's privacy statement (``privacy.statement``, built from its own ledger), as it
+    sent it with its evaluation; anything that is not a small JSON object is ignored."""
+    text = (record or {}).get("json")
+    if not isinstance(text, str) or len(text) > 64_000:
+        return None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return doc if isinstance(doc, dict) and isinstance(doc.get("epsilon"), (int, float)) else None
 
 
 def _evaluation_entry(m: MetricRecord) -> dict:

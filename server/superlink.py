@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from client.errors import DataError
+from server.artifacts import artifact_route, make_provider
+from server.runtime_watch import RuntimeWatch
 from server.pki import (CA_CERT, SERVER_CERT, SERVER_KEY, check_public_key, check_server_certificates, ensure_secret,
                         make_private)
 
@@ -160,12 +162,16 @@ def serve(argv: list[str]) -> None:
                 "--superexec-auth-secret-file", args.secret]
     flower = importlib.import_module("flwr.superlink.cli.flower_superlink")
     config = flower._parse_superlink_lifespan_config()  # Flower's own checks (TLS for node auth, secret)
+    config.artifact_provider = make_provider(config.port)  # `flwr pull`: the run's results, on loopback
+    watch = RuntimeWatch(config.port)
 
     class Lifespan(flower.SuperLinkLifespan):
         def _start_superexec_if_needed(self) -> None:  # Flower's, but signed with the secret
             self.superexec_process = subprocess.Popen(superexec_command(config.port, args.secret, os.getpid()))
+            watch.start(self.superexec_process)
 
         def shutdown(self) -> None:  # Flower waits 1 s and leaves it behind; a service stop must end it
+            watch.stop()
             if self.superexec_process is not None and self.superexec_process.poll() is None:
                 self.superexec_process.terminate()
                 try:
@@ -182,19 +188,25 @@ def serve(argv: list[str]) -> None:
     app = create_app(config, Lifespan)
     common = {"log_config": get_uvicorn_log_config(console_handler.level), "access_log": True,
               "proxy_headers": False, "workers": 1}
-    control = Listener(uvicorn.Config(app, host=config.host, port=config.port, **common))
+    control_app = artifact_route(watch.gate(app), lambda: app.state.linkstate_factory.state())
+    control = Listener(uvicorn.Config(control_app, host=config.host, port=config.port, **common))
     fleet = Listener(uvicorn.Config(fleet_only(app), host=args.fleet_host, port=args.fleet_port, lifespan="off",
                                      ssl_certfile=config.ssl_certfile, ssl_keyfile=config.ssl_keyfile, **common))
     print(f"m3fed server: Fleet API on {args.fleet_host}:{args.fleet_port}, control and runtime APIs on "
           f"{config.host}:{config.port}", flush=True)
-    asyncio.run(_serve_all(control, fleet))
+    asyncio.run(_serve_all(control, fleet, on_stop=watch.stop))
+    if watch.failure:
+        print(f"m3fed server: error: {watch.failure}", file=sys.stderr, flush=True)
+        sys.exit(1)
 
 
-async def _serve_all(*servers) -> None:
+async def _serve_all(*servers, on_stop=None) -> None:
     import asyncio
     import signal
 
     def stop() -> None:
+        if on_stop is not None:
+            on_stop()
         for server in servers:
             server.should_exit = True
 
