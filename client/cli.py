@@ -13,24 +13,36 @@ from shared_model.config import get_preset
 # a mistyped option answer at once.
 
 
-def check_dataset(data: str, image_size: int, *, max_records_per_patient: int | None = None) -> dict:
+def check_dataset(data: str, image_size: int, *, max_records_per_patient: int | None = None,
+                  languages: tuple[str, ...] | None = None, modalities: tuple[str, ...] | None = None) -> dict:
     """Read every record and decode every image; the summary lists each skipped item with its reason.
 
     With a DP policy's ``max_records_per_patient``, the training studies a DP round drops to enforce
-    it are listed too (skipped, reason "over max_records_per_patient") and counted.
+    it are listed too (skipped, reason "over max_records_per_patient") and counted. ``languages`` /
+    ``modalities``: what a site contributes (``client.sources.selection``); the rest is not read
+    further and is counted under ``not_contributed``.
     """
+    return read_dataset(data, image_size, max_records_per_patient=max_records_per_patient, languages=languages,
+                        modalities=modalities)[0]
+
+
+def read_dataset(data: str, image_size: int, *, max_records_per_patient: int | None = None,
+                 languages: tuple[str, ...] | None = None, modalities: tuple[str, ...] | None = None):
+    """``check_dataset``'s summary and the decoded training examples it checked (before the DP cap)."""
     from client.dataset import decode
-    from client.sources import load_records
+    from client.sources import load_records, select_records
     from privacy.sampling import cap_studies_per_patient
 
     records, report = load_records(data)
+    records, left_out = select_records(records, languages=languages, modalities=modalities)
     examples = decode(records, image_size, report)
     train = examples.subset(lambda r: r.split == "train")
     _, cap = cap_studies_per_patient(train, max_records_per_patient, report=report)
     summary = report.summary(examples.records)
     summary["max_records_per_patient"] = cap.to_dict()
+    summary["not_contributed"] = left_out
     summary["usable"] = any(r.split == "train" for r in examples.records)
-    return summary
+    return summary, train
 
 
 def _check(args: argparse.Namespace) -> int:

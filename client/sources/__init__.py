@@ -11,8 +11,9 @@ from client.errors import DataError
 from client.sources.manifest import MANIFEST_NAMES, load_manifest
 from client.sources.mimic import find_mimic_csv, load_mimic
 from client.sources.records import DataReport, Record
+from client.sources.selection import describe_left_out, select_records
 
-__all__ = ["DataReport", "Record", "load_records"]
+__all__ = ["DataReport", "Record", "describe_left_out", "load_records", "select_records"]
 
 
 def load_records(path: str | Path, *, languages: tuple[str, ...] | None = None
