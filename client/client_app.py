@@ -29,6 +29,7 @@ from sim.standalone import standalone_run_dir  # noqa: E402
 
 app = ClientApp()
 NAN = float("nan")
+PRIVACY_STATEMENT = "privacy-statement"  # evaluate replies: ConfigRecord {"json": the site's privacy statement}
 
 
 def data_path_of(context: Context) -> str:
@@ -64,6 +65,26 @@ def decoded_cache_dir(context: Context) -> str | None:
     """A deployed site keeps its decoded images under its state dir (``client.decoded_cache``); a
     simulated site's worker process lives for the whole run and keeps them in memory instead."""
     return str(Path(str(context.node_config["state-dir"])) / "decoded") if "state-dir" in context.node_config else None
+
+
+def site_selection(context: Context) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
+    """(languages, modalities) a deployed site contributes (its site.yaml, via ``node_config``);
+    None: every one (a simulated site, or a SuperNode started without them). Sorted tuples, so
+    ``client.site.site_examples`` caches one selection once."""
+    def listed(key: str) -> tuple[str, ...] | None:
+        if key not in context.node_config:
+            return None
+        return tuple(sorted({v.strip() for v in str(context.node_config[key]).split(",") if v.strip()}))
+    return listed("languages"), listed("modalities")
+
+
+def _training_examples(context: Context, image_size: int):
+    """This site's contributed training examples (``client.site.site_examples``)."""
+    from client.site import site_examples
+
+    languages, modalities = site_selection(context)
+    return site_examples(data_path_of(context), image_size, "train", decoded_cache_dir(context),
+                         languages=languages, modalities=modalities)
 
 
 def _site_record(context: Context) -> ConfigRecord:
@@ -107,7 +128,7 @@ def train(msg: Message, context: Context, index: int) -> Message:
 
 def train_content(content: RecordDict, context: Context, index: int) -> RecordDict:
     """The reply content of one local update: the trained half, metrics, and a refusal's reason."""
-    from client.site import failure_after, local_update, site_examples
+    from client.site import failure_after, local_update
     from client.site_privacy import ReleasedUpdates, private_round, run_key, site_privacy
     from privacy.accounting import PrivacyBudgetExhausted, RoundRefused
     from privacy.ledger import LedgerError
@@ -117,7 +138,7 @@ def train_content(content: RecordDict, context: Context, index: int) -> RecordDi
     started = time.perf_counter()
     rc, config = context.run_config, content["config"]
     model, cfg, device = _global_model(content, context)
-    examples = site_examples(data_path_of(context), cfg.image_size, "train", decoded_cache_dir(context))
+    examples = _training_examples(context, cfg.image_size)
     train_cfg = TrainConfig(batch_size=int(rc["batch-size"]), lr=float(rc["lr"]), lm_lr=float(rc["lm-lr"]),
                             lm_batch_size=int(rc["lm-batch-size"]) or None)
     # Seeded by site, not by node id (random per run), so the same seed gives the same run.
@@ -199,11 +220,10 @@ def declare(msg: Message, context: Context, index: int) -> Message:
     Its data is decoded here, so a simulated site's first round does not pay for it, and a site
     under a privacy policy states the ε it has spent so far (its ledger, replayed).
     """
-    from client.site import declaration, site_examples
+    from client.site import declaration
     from client.site_privacy import site_privacy
 
-    examples = site_examples(data_path_of(context), get_preset(str(context.run_config["preset"])).image_size, "train",
-                             decoded_cache_dir(context))
+    examples = _training_examples(context, get_preset(str(context.run_config["preset"])).image_size)
     from privacy.ledger import LedgerError
 
     metrics: dict = {"site-index": index}
@@ -221,16 +241,33 @@ def declare(msg: Message, context: Context, index: int) -> Message:
 @app.evaluate()
 @_guarded
 def evaluate(msg: Message, context: Context, index: int) -> Message:
-    """The global model on this site's own test patients (client-side evaluation)."""
+    """The global model on this site's own test patients (client-side evaluation).
+
+    A site under a privacy policy also sends its privacy statement (``PRIVACY_STATEMENT``), whether
+    or not its policy releases the metrics: the statement is not an evaluation of private data,
+    it restates the ε the site already states every round, replayed from its ledger.
+    """
     from client.site import local_evaluation
     from client.site_privacy import site_policy
 
     model, cfg, device = _global_model(msg.content, context)
     data = data_path_of(context)
+    languages, modalities = site_selection(context)
     metrics = local_evaluation(model, data, cfg.image_size, device, seed=int(context.run_config["seed"]),
-                               cache_dir=decoded_cache_dir(context))
+                               cache_dir=decoded_cache_dir(context), languages=languages, modalities=modalities)
     policy = site_policy(context)
     if policy is not None and "eval-metrics" not in policy.release:  # the site's policy keeps them home
         metrics = {"num-examples": metrics["num-examples"], "withheld": 1}
     return Message(RecordDict({"metrics": MetricRecord({**metrics, "site-index": index}),
-                               "site": _site_record(context)}), reply_to=msg)
+                               "site": _site_record(context), **statement_record(context)}), reply_to=msg)
+
+
+def statement_record(context: Context) -> dict:
+    """``{PRIVACY_STATEMENT: ConfigRecord({"json": ...})}`` for a site under a privacy policy, else {}:
+    its statement replayed from its ledger (``client.site_privacy.site_statement``), a few KB."""
+    from client.site_privacy import privacy_paths, site_statement
+
+    paths = privacy_paths(context)
+    if paths is None:
+        return {}
+    return {PRIVACY_STATEMENT: ConfigRecord({"json": json.dumps(site_statement(paths[1]), ensure_ascii=False)})}

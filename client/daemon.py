@@ -8,24 +8,33 @@ bundles). The SuperNode's runtime API (``127.0.0.1:runtime_port``, where tasks a
 handed out) answers ``acquire-task`` only when it is signed with ``state_dir/superexec.secret``
 (0600), which only the guard holds. Its state (Flower's home, the DP ledger, the guard's refusals,
 the decoded images and reports, the optimiser state a run carries from round to round) lives in
-``state_dir``, 0700, written with umask 077 by every process started here.
+``state_dir``, 0700, written with umask 077 by every process started here. The SuperNode's
+output is passed on with its connection retries summarised (``ConnectionLog``).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from client.errors import DataError
 from client.site_config import SiteConfig
 
 REFUSED_KEY = "Failed to activate SuperNode"  # flower-supernode's message for an unregistered key (exit 305)
+# flower-supernode's log lines (flwr.supercore.retry.*_retry, flwr.supernode.start_client_internal):
+RETRYING = "Connection attempt failed"       # WARN each backoff, every ≤ 20 s while the SuperLink is unreachable
+RECONNECTED = "Connection successful after"  # INFO once a call gets through after retries
+CONNECTED = "SuperNode ID:"                  # INFO once the node is activated at the SuperLink
+UNREACHABLE_WARNING_S = 120.0
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _bin(name: str) -> str:
@@ -86,8 +95,14 @@ def run_site(cfg: SiteConfig) -> int:
     supernode = subprocess.Popen(supernode_command(cfg), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                  text=True, errors="replace")
     refused = threading.Event()
-    threading.Thread(target=_echo, args=(supernode.stdout, refused), daemon=True).start()
-    guard = subprocess.Popen(guard_command(cfg, supernode.pid), env=env)
+    threading.Thread(target=_echo, args=(supernode.stdout, refused,
+                                         ConnectionLog(cfg.site, f"the SuperLink at {cfg.superlink}")),
+                     daemon=True).start()
+    guard = subprocess.Popen(guard_command(cfg, supernode.pid), env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, errors="replace")
+    # The guard retries until the SuperNode's runtime API is up (a second or two): said only if it lasts.
+    threading.Thread(target=_echo, args=(guard.stdout, threading.Event(), ConnectionLog(
+        cfg.site, f"the SuperNode's runtime API at 127.0.0.1:{cfg.runtime_port}", quiet=True)), daemon=True).start()
     try:
         while supernode.poll() is None:
             if guard.poll() is not None:
@@ -109,12 +124,59 @@ def run_site(cfg: SiteConfig) -> int:
             _stop(proc)
 
 
-def _echo(stream, refused: threading.Event) -> None:
+class ConnectionLog:
+    """A Flower process's output with its connection retries summarised, for the admin's log.
+
+    Flower warns on every retry while what it connects to (the SuperLink, or for the guard the
+    SuperNode's runtime API) is not up yet, which is normal at start-up. Instead: one line when it
+    starts waiting, a warning only once it has waited ``timeout`` seconds (then at most one per
+    further ``timeout``, with Flower's last message), one line when connected; ``quiet``: the
+    warnings only. Every other line passes through unchanged.
+    """
+
+    def __init__(self, site: str, target: str, *, timeout: float = UNREACHABLE_WARNING_S, quiet: bool = False
+                 ) -> None:
+        self.who, self.target, self.timeout, self.quiet = f"m3fed site {site}", target, timeout, quiet
+        self.connected, self.since, self.next_warning = False, None, 0.0  # since: waiting since (None: not)
+
+    def __call__(self, line: str, now: float) -> list[str]:
+        """What to print for one line of the process's output read at ``now`` (seconds, monotonic)."""
+        if RETRYING in line:
+            if self.since is None:
+                self.since, self.next_warning = now, now + self.timeout
+                return self._say(f"{'lost' if self.connected else 'waiting for'} {self.target} (retrying)")
+            if now < self.next_warning:
+                return []
+            self.next_warning = now + self.timeout
+            return [f"warning: {self.who}: still cannot reach {self.target} after {now - self.since:.0f} s: "
+                    f"{_message(line)}\n"]
+        if RECONNECTED in line or CONNECTED in line:
+            reached = self.since is not None or not self.connected
+            waited = "" if self.since is None else f" after {now - self.since:.0f} s"
+            self.connected, self.since = True, None
+            said = self._say(f"connected to {self.target}{waited}") if reached else []
+            return said + ([line] if CONNECTED in line else [])  # the node id is worth keeping in the log
+        return [line]
+
+    def _say(self, text: str) -> list[str]:
+        return [] if self.quiet else [f"{self.who}: {text}\n"]
+
+
+def _message(line: str) -> str:
+    """Flower's log line without its colours and level column."""
+    text = _ANSI.sub("", line).strip()
+    return text.split(":", 1)[1].strip() if re.match(r"^[A-Z]+\s*:", text) else text
+
+
+def _echo(stream, refused: threading.Event, log: ConnectionLog | None = None, *, clock=time.monotonic,
+          out=None) -> None:
+    out = out or sys.stdout
     for line in stream:
         if REFUSED_KEY in line:
             refused.set()
-        sys.stdout.write(line)
-        sys.stdout.flush()
+        for text in (log(line, clock()) if log is not None else [line]):
+            out.write(text)
+        out.flush()
 
 
 def _stop(proc: subprocess.Popen) -> None:

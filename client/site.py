@@ -10,7 +10,7 @@ import torch
 from client.dataset import Examples, pair_batches, text_batches
 from client.decoded_cache import decode_cached
 from client.evaldata import bank_texts, evaluation_inputs
-from client.sources import load_records
+from client.sources import load_records, select_records
 from shared_model.evaluate import evaluate_model
 from shared_model.findings import DEFAULT_EVAL_LABELS
 from shared_model.kept_state import OptimizerMemory, keep, restore
@@ -22,13 +22,18 @@ OBJECTIVES = ("contrastive", "report-generation")
 
 
 @lru_cache(maxsize=8)
-def site_examples(data_path: str, image_size: int, split: str = "train", cache_dir: str | None = None) -> Examples:
+def site_examples(data_path: str, image_size: int, split: str = "train", cache_dir: str | None = None, *,
+                  languages: tuple[str, ...] | None = None, modalities: tuple[str, ...] | None = None) -> Examples:
     """The site's examples of one split, decoded once per process and, with ``cache_dir``, once per
     state of the data (a deployed SuperNode starts a process per message: ``client.decoded_cache``).
 
     ``train`` rows are trained on; ``test`` rows only evaluate the global model at the site.
+    ``languages`` / ``modalities`` (tuples; None: all): what the site contributes, from its
+    ``site.yaml`` (``client.sources.selection``: a study of an unselected modality is left out
+    whole). The decoded cache is keyed by the selected records, so it never serves another selection.
     """
     records, report = load_records(data_path)
+    records, _ = select_records(records, languages=languages, modalities=modalities)
     return decode_cached([r for r in records if r.split == split], image_size, report,
                          cache_dir=Path(cache_dir) if cache_dir else None, name=split)
 
@@ -98,17 +103,20 @@ def local_update(model: M3FM, examples: Examples, objective: str, *, train: Trai
 
 
 def local_evaluation(model: M3FM, data_path: str, image_size: int, device: torch.device, *, seed: int,
-                     cache_dir: str | None = None) -> dict:
+                     cache_dir: str | None = None, languages: tuple[str, ...] | None = None,
+                     modalities: tuple[str, ...] | None = None) -> dict:
     """The global model on the site's own test patients, in the site's language(s).
 
     The memory bank comes from the site's own training reports: it is built here and never leaves.
+    Test and bank records are those the site contributes (``languages`` / ``modalities``).
     """
-    test = site_examples(data_path, image_size, "test", cache_dir)
+    selection = {"languages": languages, "modalities": modalities}
+    test = site_examples(data_path, image_size, "test", cache_dir, **selection)
     inputs = evaluation_inputs(test, DEFAULT_EVAL_LABELS)
     if not len(inputs["images"]) or not inputs["references"]:
         return {"num-examples": 0, "auc-macro": float("nan"), "bleu4": 0.0}
     languages = tuple(sorted(inputs["references"]))
-    bank = bank_texts(site_examples(data_path, image_size, "train", cache_dir).records, 2000, seed)
+    bank = bank_texts(site_examples(data_path, image_size, "train", cache_dir, **selection).records, 2000, seed)
     final = evaluate_model(model, **inputs, bank_texts=bank or inputs["references"][languages[0]][1],
                            device=device, languages=languages)
     bleu = {lang: final["bleu"][lang]["bleu4"] for lang in languages}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -14,55 +15,48 @@ def _keygen(args) -> int:
 
 
 def _checked(args):
-    from client.site_config import check_site, load_site_config
+    """Load and check site.yaml and the data; print what the site contributes. (config, training examples)"""
+    from client.site_config import inspect_site, load_site_config
+    from client.sources import describe_left_out
     from shared_model.config import get_preset
 
     cfg = load_site_config(args.config)
-    summary = check_site(cfg, image_size=get_preset(args.preset).image_size)
+    summary, train = inspect_site(cfg, image_size=get_preset(args.preset).image_size)
     print(f"site {cfg.site}: {summary['records']} records ({summary['by_split']}), languages "
           f"{sorted(summary['by_language'])}, {summary['skipped']} skipped; "
           f"{'DP policy ' + str(cfg.privacy_policy) if cfg.privacy_policy else 'no DP policy'}; "
           f"{len(cfg.approved_apps)} approved app bundle(s)")
-    return cfg
+    if summary["not_contributed"]["records"]:
+        print(f"not contributed (site.yaml languages/modalities): {describe_left_out(summary['not_contributed'])}")
+    for warning in summary["warnings"]:
+        print(f"warning: {cfg.source}: {warning}")
+    return cfg, train
 
 
 def _check(args) -> int:
-    cfg = _checked(args)
-    warning = _privacy_warning(cfg, args.preset)
-    if warning:
-        print(f"warning: the privacy policy {cfg.privacy_policy} fits no round of its planned schedule, every "
-              f"round would be refused: {warning}")
+    cfg, train = _checked(args)
+    from client.site_plan import privacy_plan
+
+    fits, lines = privacy_plan(cfg, train, rounds=args.rounds, local_epochs=args.local_epochs, joining=False)
+    for line in lines:
+        print(line)
+    if not fits:
+        print(f"error: site configuration not OK: the privacy policy {cfg.privacy_policy} fits no round of the "
+              "schedule (see above)", file=sys.stderr)
+        return 1
     print("site configuration OK")
     return 0
 
 
-def _privacy_warning(cfg, preset: str) -> str | None:
-    """Plan the policy's first round as a ClientApp would, with the run's default local epochs."""
-    if not cfg.privacy_policy:
-        return None
-    import tomllib
-
-    from client.site import site_examples
-    from client.site_privacy import schedule_warning
-    from privacy.policy import load_policy
-    from server.strategy import local_epochs_for
-    from shared_model.config import get_preset
-    from sim.federation import APP_DIR
-
-    app = APP_DIR / "pyproject.toml"
-    if not app.is_file():  # an installed copy without the app's run config: nothing to plan with
-        return None
-    run = tomllib.loads(app.read_text(encoding="utf-8"))["tool"]["flwr"]["app"]["config"]
-    epochs = {o: local_epochs_for(o, int(run["local-epochs"]), int(run["lm-local-epochs"]))
-              for o in ("contrastive", "report-generation")}
-    examples = site_examples(str(cfg.data), get_preset(preset).image_size, "train")
-    return schedule_warning(load_policy(cfg.privacy_policy), examples, cfg.ledger, epochs=epochs)
-
-
 def _start(args) -> int:
     from client.daemon import run_site
+    from client.site_plan import privacy_plan
 
-    return run_site(_checked(args))
+    cfg, train = _checked(args)
+    _, lines = privacy_plan(cfg, train, rounds=None, local_epochs=None, joining=True)  # warns; it may still join
+    for line in lines:
+        print(line)
+    return run_site(cfg)
 
 
 def _unit(args) -> int:
@@ -80,6 +74,16 @@ def _hash(args) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
+
+
 def add_site_commands(sub: argparse._SubParsersAction) -> None:
     site = sub.add_parser("site", help="run and check a hospital site").add_subparsers(dest="site_command",
                                                                                         required=True)
@@ -92,6 +96,12 @@ def add_site_commands(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--config", required=True, help="site.yaml")
         p.add_argument("--preset", default="tiny", choices=("tiny", "paper"), help="image size for the data check")
         p.set_defaults(func=func)
+        if name == "check":  # the schedule the consortium announced, planned against the privacy policy
+            p.add_argument("--rounds", type=_positive, metavar="R",
+                           help="rounds the consortium announced, planned against the privacy policy (default: "
+                                "the policy's planned_rounds less the rounds its ledger has charged)")
+            p.add_argument("--local-epochs", type=_positive, metavar="E",
+                           help="local epochs per round the consortium announced (default: the app's local-epochs)")
     p = site.add_parser("systemd-unit", help="print a systemd unit that runs this site")
     p.add_argument("--config", required=True)
     p.add_argument("--user", default="m3fed")

@@ -1,20 +1,25 @@
 """A hospital's ``site.yaml``: who the site is, where its data and keys are, what code it runs.
 
 Checked completely before the SuperNode connects (``m3fed site start`` / ``m3fed site check``):
-unknown keys, wrong types, missing files, a dataset that fails ``m3fed data check``, declared
-languages or modalities that disagree with the data, an invalid privacy policy. Relative paths are
-relative to the file. Example::
+unknown keys, wrong types, missing files, a dataset that fails ``m3fed data check``, a selection
+that leaves nothing to train on, an invalid privacy policy. Relative paths are relative to the
+file. Example::
 
     site: hospital-a
     superlink: fl.example.org:8000
     ca_certificate: certs/ca.crt        # the consortium CA (m3fed ca init), verifies the SuperLink
     private_key: keys/hospital-a        # m3fed site keygen; the .pub went to the operator
     data: /srv/mimic-cxr                # anything `m3fed data check` accepts
-    languages: [en]
-    modalities: [CXR]                   # CXR and/or CT
+    languages: [en]                     # contributes its English reports only (en and/or zh)
+    modalities: [CXR]                   # and its chest X-ray studies only (CXR and/or CT)
     privacy_policy: privacy.yaml        # optional: DP-SGD at this site (ledger in state_dir)
     approved_apps: [<sha256 of the app bundle>]   # m3fed app hash
     state_dir: /var/lib/m3fed/hospital-a      # made 0700: decoded reports, ledger, secrets
+
+``languages`` and ``modalities`` select what the site contributes; the data may hold more. A report
+in another language, and every record of a study with images of another modality (its reports
+too: the site does not contribute that study at all, ``client.sources.selection``), stay out of
+training, the declaration and the site's evaluation; ``m3fed site check`` counts them.
 """
 from __future__ import annotations
 
@@ -59,7 +64,9 @@ class SiteConfig:
 
     def node_config(self) -> dict[str, str]:
         """What the ClientApp reads from ``context.node_config`` on this SuperNode."""
-        config = {"site-name": self.site, "data-path": str(self.data), "state-dir": str(self.state_dir)}
+        config = {"site-name": self.site, "data-path": str(self.data), "state-dir": str(self.state_dir),
+                  # what the site contributes (client.client_app.site_selection), comma-separated
+                  "languages": ",".join(self.languages), "modalities": ",".join(self.modalities)}
         if self.privacy_policy:
             config.update({"privacy-policy": str(self.privacy_policy), "privacy-ledger": str(self.ledger)})
         return config
@@ -136,7 +143,17 @@ def site_config_from_dict(raw: dict, *, base: Path, source: str) -> SiteConfig:
 
 def check_site(cfg: SiteConfig, *, image_size: int) -> dict:
     """Everything that can be checked before connecting; returns the data check's summary."""
-    from client.cli import check_dataset
+    return inspect_site(cfg, image_size=image_size)[0]
+
+
+def inspect_site(cfg: SiteConfig, *, image_size: int):
+    """``check_site``'s summary and the decoded training examples the site contributes.
+
+    Besides the data check's keys, the summary has ``not_contributed`` (what ``languages`` and
+    ``modalities`` leave out, ``client.sources.selection``) and ``warnings`` (a selected language
+    or modality the data does not have). A selection that leaves no training record is an error.
+    """
+    from client.cli import read_dataset
     from privacy.policy import load_policy
     from server.pki import check_site_key, load_certificate, make_private
 
@@ -146,15 +163,36 @@ def check_site(cfg: SiteConfig, *, image_size: int) -> dict:
     policy = load_policy(cfg.privacy_policy) if cfg.privacy_policy else None
     if not cfg.data.exists():
         raise DataError(cfg.data, f"data path not found (site.yaml {cfg.source}: data)")
-    summary = check_dataset(str(cfg.data), image_size,
-                            max_records_per_patient=policy.max_records_per_patient if policy else None)
+    summary, train = read_dataset(str(cfg.data), image_size, languages=cfg.languages, modalities=cfg.modalities,
+                                  max_records_per_patient=policy.max_records_per_patient if policy else None)
+    left_out = summary["not_contributed"]
+    summary["warnings"] = _selection_warnings(cfg, left_out["in_data"])
     if not summary["usable"]:
+        if left_out["in_data"]["train"] and not left_out["train_contributed"]:  # the selection left none
+            raise _nothing_selected(cfg, left_out)
         raise DataError(cfg.data, "m3fed data check: no usable training records (run it for the reasons)")
-    found = {lang for lang, n in summary["by_language"].items() if n}
-    if found != set(cfg.languages):
-        raise DataError(cfg.source, f"languages: declared {sorted(cfg.languages)}, the data has {sorted(found)}")
-    found = {m for m, n in summary["by_modality"].items() if n}
-    if not found <= set(cfg.modalities):
-        raise DataError(cfg.source, f"modalities: declared {sorted(cfg.modalities)}, the data has {sorted(found)}")
     make_private(cfg.state_dir)  # decoded reports, ledger, results: this site's account only (0700)
-    return summary
+    return summary, train
+
+
+def _has(counts: dict) -> str:
+    return ", ".join(sorted(k for k, n in counts.items() if n)) or "nothing"
+
+
+def _selection_warnings(cfg: SiteConfig, in_data: dict) -> list[str]:
+    """A selected value the data lacks is not an error (the data may grow into it), but it is said."""
+    warnings = [f"languages: {lang} selected but the data has no {lang} reports (it has: {_has(in_data['languages'])})"
+                for lang in cfg.languages if not in_data["languages"].get(lang)]
+    warnings += [f"modalities: {m} selected but the data has no {m} studies (it has: {_has(in_data['modalities'])})"
+                 for m in cfg.modalities if not in_data["modalities"].get(m)]
+    return warnings
+
+
+def _nothing_selected(cfg: SiteConfig, left_out: dict) -> DataError:
+    in_data = left_out["in_data"]
+    keys = [key for key, chosen in (("languages", cfg.languages), ("modalities", cfg.modalities))
+            if not any(in_data[key].get(v) for v in chosen)] or ["languages", "modalities"]
+    chosen = "; ".join(f"{key}: {', '.join(getattr(cfg, key))}" for key in keys)
+    return DataError(cfg.source, f"{' and '.join(keys)}: selecting {chosen} leaves no training records to "
+                                 f"contribute (the data has languages {_has(in_data['languages'])}, modalities "
+                                 f"{_has(in_data['modalities'])})")

@@ -124,6 +124,69 @@ def schedule_warning(policy: PrivacyPolicy, examples: Examples, ledger: Path | N
     return "; ".join(reasons) or f"no objective has two {policy.unit}s to train on"
 
 
+@dataclass(frozen=True)
+class SchedulePlan:
+    """A schedule of rounds planned as the site would plan each (``plan_schedule``)."""
+
+    objectives: tuple[str, ...]                # each round's objective, in order
+    units: dict[str, int]                      # per objective the site can train: its units after the cap
+    planned: tuple[tuple[int, str, RoundPlan], ...]   # (round, objective, plan) of the rounds that fit
+    refused: tuple[tuple[int, str, str], ...]  # (round, objective, why) of the rounds the site would refuse
+    epsilon_before: float                      # the ledger's ε before the schedule
+    epsilon_after: float                       # after every round that fits
+
+    @property
+    def trained(self) -> int:
+        """Rounds with something to train: the rest have fewer than two units of their objective."""
+        return len(self.planned) + len(self.refused)
+
+
+def plan_schedule(policy: PrivacyPolicy, examples: Examples, ledger: Path | None, *, objectives: list[str],
+                  epochs: dict[str, int]) -> SchedulePlan:
+    """Plan ``objectives`` (one per round) as the rounds would be planned: ``plan_round`` round after
+    round, each from the ledger as it stands (read only, or none yet) plus the rounds planned before
+    it; a refused round spends nothing. For ``m3fed site check``: the numbers a run would spend."""
+    lines = read_lines(ledger) if ledger is not None and ledger.is_file() else None
+    prior, charged = (segments_of(lines), sum(is_round(e) for e in lines[1:])) if lines else ([], 0)
+    common = {"delta": policy.target_delta, "accountant": policy.accountant}
+    before = epsilon(prior, **common)
+    examples, _ = cap_studies_per_patient(examples, policy.max_records_per_patient)  # what a round trains on
+    units = {o: n for o in dict.fromkeys(objectives) if (n := units_of(examples, o, policy.unit)) >= 2}
+    planned, refused, last_refusal = [], [], {}
+    for number, objective in enumerate(objectives, start=1):
+        if objective not in units:  # nothing to train (a text-only site's contrastive round): nothing spent
+            continue
+        if last_refusal.get(objective, (None,))[0] == charged:  # same inputs since: the same refusal
+            refused.append((number, objective, last_refusal[objective][1]))
+            continue
+        try:
+            plan = plan_round(policy, units=units[objective], epochs=epochs[objective], prior=prior,
+                              charged_rounds=charged)
+        except (PrivacyBudgetExhausted, RoundRefused, PolicyError) as exc:
+            refused.append((number, objective, str(exc)))
+            last_refusal[objective] = (charged, str(exc))
+            continue
+        planned.append((number, objective, plan))
+        prior, charged = [*prior, (plan.noise_multiplier, plan.sample_rate, plan.steps)], charged + 1
+    return SchedulePlan(tuple(objectives), units, tuple(planned), tuple(refused), before,
+                        epsilon(prior, **common) if planned else before)
+
+
+def site_statement(ledger_path: str | Path) -> dict:
+    """The site's privacy statement (``privacy.statement``) replayed from its ledger, with the ledger's
+    verification (``verified``, ``problems``): what the operator's results show for the site."""
+    from privacy.ledger import LedgerError, verify_ledger
+    from privacy.statement import privacy_statement
+
+    path = Path(ledger_path)
+    try:
+        problems = verify_ledger(path)
+        return {"ledger": str(path), "verified": not problems, "problems": problems,
+                **({} if problems else privacy_statement(Ledger(path)))}
+    except (LedgerError, PolicyError) as exc:  # missing or unreadable: said, never a failed evaluation
+        return {"ledger": str(path), "verified": False, "problems": [str(exc)]}
+
+
 class SitePrivacy:
     def __init__(self, policy: PrivacyPolicy, ledger: Ledger, site: str) -> None:
         self.policy, self.ledger, self.site = policy, ledger, site

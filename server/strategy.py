@@ -334,7 +334,10 @@ def site_statement(record) -> dict | None:
         doc = json.loads(text)
     except json.JSONDecodeError:
         return None
-    return doc if isinstance(doc, dict) and isinstance(doc.get("epsilon"), (int, float)) else None
+    # A site whose ledger fails verification says so (``verified: false``, its problems, no ε): shown as is.
+    if isinstance(doc, dict) and (isinstance(doc.get("epsilon"), (int, float)) or doc.get("verified") is False):
+        return doc
+    return None
 
 
 def _evaluation_entry(m: MetricRecord) -> dict:

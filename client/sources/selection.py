@@ -20,7 +20,8 @@ def select_records(records: list[Record], *, languages: tuple[str, ...] | None =
     The second item: ``records`` left out, and per unselected value how many of them it left out
     (``languages``: by their report's language; ``modalities``: by the modality that made their
     study unselected; a record may count under both), plus what the data holds before the
-    selection (``in_data``) and how many selected records are training records (``train``).
+    selection (``in_data``, with its training records) and the training records kept
+    (``train_contributed``).
     """
     unselected = {}  # study -> its modalities that are not selected
     if modalities is not None:
@@ -40,8 +41,9 @@ def select_records(records: list[Record], *, languages: tuple[str, ...] | None =
     return kept, {"records": left_out, "languages": dict(sorted(by_language.items())),
                   "modalities": dict(sorted(by_modality.items())),
                   "in_data": {"languages": dict(sorted(Counter(r.language for r in records).items())),
-                              "modalities": dict(sorted(Counter(r.modality for r in records).items()))},
-                  "train": sum(r.split == "train" for r in kept)}
+                              "modalities": dict(sorted(Counter(r.modality for r in records).items())),
+                              "train": sum(r.split == "train" for r in records)},
+                  "train_contributed": sum(r.split == "train" for r in kept)}
 
 
 def describe_left_out(left_out: dict) -> str:

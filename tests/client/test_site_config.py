@@ -32,7 +32,7 @@ def test_valid_config_resolves_paths_and_node_config(tmp_path):
     cfg = load_site_config(_write(tmp_path, privacy_policy="privacy.yaml"))
     assert cfg.data == tmp_path / "data" and cfg.ledger == tmp_path / "state" / "ledger.jsonl"
     assert cfg.node_config() == {"site-name": "hospital-a", "data-path": str(tmp_path / "data"),
-                                 "state-dir": str(tmp_path / "state"),
+                                 "state-dir": str(tmp_path / "state"), "languages": "en", "modalities": "CXR",
                                  "privacy-policy": str(tmp_path / "privacy.yaml"),
                                  "privacy-ledger": str(tmp_path / "state" / "ledger.jsonl")}
     cmd = supernode_command(cfg)
@@ -63,18 +63,17 @@ def test_insecure_needs_no_keys(tmp_path):
     assert "--insecure" in supernode_command(cfg)
 
 
-def test_check_refuses_missing_keys_and_undeclared_languages(tmp_path, small_mimic):
+def test_check_refuses_missing_keys_and_a_missing_data_path(tmp_path, small_mimic):
     with pytest.raises(DataError, match="certificate not found"):
         check_site(load_site_config(_write(tmp_path, data=str(small_mimic))), image_size=64)
     init_ca(tmp_path / "ca", name="t")
     site_keygen(tmp_path / "keys" / "a")
     with pytest.raises(DataError, match="data path not found"):
         check_site(load_site_config(_write(tmp_path, data="nowhere")), image_size=64)
-    with pytest.raises(DataError, match="languages: declared"):
-        check_site(load_site_config(_write(tmp_path, data=str(small_mimic), languages=["zh"])), image_size=64)
     summary = check_site(load_site_config(_write(tmp_path, data=str(small_mimic), languages=["en", "zh"],
                                                  modalities=["CXR", "CT"])), image_size=64)
     assert summary["usable"] and (tmp_path / "state").is_dir()
+    assert summary["not_contributed"]["records"] == 0 and not summary["warnings"]
 
 
 def test_systemd_unit_runs_the_site_and_signals_only_the_daemon(tmp_path):

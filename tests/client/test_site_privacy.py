@@ -199,7 +199,7 @@ def test_site_check_warns_when_the_policy_fits_no_round(tmp_path, monkeypatch):
                       charged_rounds=0)
 
 
-def test_m3fed_site_check_warns_about_a_policy_that_fits_no_round(tmp_path, small_mimic, capsys):
+def test_m3fed_site_check_fails_on_a_policy_that_fits_no_round(tmp_path, small_mimic, capsys):
     # Prepare: a policy whose budget needs more noise than it allows, at the site's own data
     import yaml
 
@@ -214,10 +214,12 @@ def test_m3fed_site_check_warns_about_a_policy_that_fits_no_round(tmp_path, smal
     (tmp_path / "site.yaml").write_text(yaml.safe_dump(spec))
     # Execute
     code = main(["site", "check", "--config", str(tmp_path / "site.yaml")])
-    # Assert: a warning, not an error; nothing written to the ledger
-    out = capsys.readouterr().out
-    assert code == 0 and "site configuration OK" in out
-    assert "warning: the privacy policy" in out and "max_noise_multiplier 2" in out
+    # Assert: not OK (every round would be refused), with the numbers; nothing written to the ledger
+    captured = capsys.readouterr()
+    assert code == 1 and "site configuration OK" not in captured.out
+    assert "privacy plan: 12 rounds × 1 local epoch at " in captured.out and "no round fits" in captured.out
+    assert "needs σ above max_noise_multiplier 2" in captured.out and "raise max_noise_multiplier" in captured.out
+    assert "error: site configuration not OK" in captured.err
     assert not (tmp_path / "state" / "ledger.jsonl").exists()
 
 
