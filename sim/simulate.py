@@ -11,9 +11,7 @@ from rich.console import Console
 
 from client.errors import DataError
 from client.sources import load_records
-from privacy.ledger import Ledger, verify_ledger
 from privacy.policy import load_policy
-from privacy.statement import privacy_statement
 from server.evaluation import ServerEvaluation
 from server.results import update_results
 from server.run_state import WEIGHTS
@@ -90,14 +88,10 @@ def run_simulation(cfg: SimConfig, *, resume: bool = False, console: Console | N
 
 def site_statements(out: Path, sites: list[str]) -> dict:
     """Each site's privacy statement, replayed from its ledger, and the ledger's verification."""
-    statements = {}
-    for name in sites:
-        path = out / "sites" / name / "ledger.jsonl"
-        if path.is_file():
-            problems = verify_ledger(path)
-            statements[name] = {"ledger": str(path), "verified": not problems, "problems": problems,
-                                **({} if problems else privacy_statement(Ledger(path)))}
-    return statements
+    from client.site_privacy import site_statement
+
+    return {name: site_statement(out / "sites" / name / "ledger.jsonl") for name in sites
+            if (out / "sites" / name / "ledger.jsonl").is_file()}
 
 
 def _baselines(cfg: SimConfig, out: Path, specs: list[dict], on_event) -> dict:
