@@ -24,6 +24,11 @@ state (SQLite), logs, Flower's home and run folders are written with umask 077 u
 (0700). The command validates, then *becomes* the SuperLink process (exec), so its PID is the
 SuperLink's and a service manager stops it directly; the SuperExec stops with it.
 
+Flower internals this relies on (recheck on any upgrade): ``flower_superlink._parse_superlink_lifespan_config``
+and ``SuperLinkLifespan._start_superexec_if_needed``, and the app's ``state.linkstate_factory`` (the run
+folder of a finished run, for ``server.artifacts``). The SuperExec is watched (``server.runtime_watch``):
+the server exits 1, saying why, when it cannot start ServerApps.
+
 Registration goes through Flower's own CLI (``flwr supernode register``) on the control listener.
 Flower keeps node ids, not names, so the consortium's name -> node id map is in ``<state>/sites.json``.
 """
