@@ -29,7 +29,7 @@ demo-central: $(STAMP)
 	$(BIN)/m3fed central --data runs/data --out runs/central
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow -s
