@@ -1,7 +1,7 @@
 """What a deployed site pays per message to get its training images: decoding vs the decoded cache.
 
 Side by side in one run, on the same synthetic DICOM site: ``decode`` (what every message paid
-before ``client.decoded_cache``), the first cached call (decode + write) and a cache hit (what a
+before ``client.data.decoded_cache``), the first cached call (decode + write) and a cache hit (what a
 later message pays). ``--full-size N`` first rewrites every DICOM at N×N pixels (uint16,
 uncompressed), closer to a clinical chest X-ray than the generator's 128×128.
 
@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from client.decoded_cache import decode_cached
-from client.sources import load_records
+from client.data.decoded_cache import decode_cached
+from client.data.sources import load_records
 from shared_model.config import get_preset
 from sim.synth import generate
 

@@ -1,6 +1,6 @@
 """DP-SGD step time against the plain step, side by side in one run, both objectives.
 
-The same site data, batch size, epochs and model (``tiny``): ``client.site.local_update`` (plain)
+The same site data, batch size, epochs and model (``tiny``): ``client.app.site.local_update`` (plain)
 against ``privacy.dp.private_update`` (Opacus per-sample gradients, clipping, noise, Poisson
 sampling; record-level, public-negative contrastive loss), once with the layers a default policy
 trains (``PrivacyPolicy.layers``: each module's ``top_layers()`` by default) and once with every
@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
-from client.dataset import decode
-from client.site import local_update
-from client.site_privacy import public_texts
-from client.sources import load_records
+from client.app.site import local_update
+from client.app.site_privacy import public_texts
+from client.data.dataset import decode
+from client.data.sources import load_records
 from privacy.dp import private_update
 from privacy.policy import PrivacyPolicy
 from privacy.sampling import PHYSICAL_ROWS, planned_steps, privacy_units

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import torch
 
-from server.strategy import objective_for
 from shared_model.config import get_preset
 from shared_model.model import build_model
 from shared_model.objectives import TrainConfig
+from shared_model.schedule import objective_for
 from sim.baselines import load_site_examples, replay_schedule, site_manifests
 from sim.simulate import SimConfig, run_simulation
 from sim.synth import generate

@@ -67,7 +67,6 @@ import math
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import timm.layers
@@ -79,7 +78,7 @@ from opacus.validators import ModuleValidator
 
 from privacy.dp_losses import dp_contrastive_loss
 from privacy.policy import LAYERS
-from privacy.sampling import PHYSICAL_ROWS, PoissonBatches, language_of, planned_steps, privacy_units
+from privacy.sampling import PHYSICAL_ROWS, Examples, PoissonBatches, language_of, planned_steps, privacy_units
 
 # Same computation as torch's LayerNorm (a subclass); unregistered it would take the slow fallback.
 if timm.layers.LayerNorm not in GradSampleModule.GRAD_SAMPLERS:
@@ -89,9 +88,6 @@ from shared_model.model import M3FM
 from shared_model.objectives import (
     ProgressLR, TrainConfig, add_proximal_term, contrastive_epoch, lm_epoch, lm_per_example_loss, make_optimizer,
 )
-
-if TYPE_CHECKING:
-    from client.dataset import Examples
 
 RowMap = Callable[[], tuple[torch.Tensor, int]]  # (row -> unit index or -1 for filler, number of units)
 

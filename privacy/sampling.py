@@ -5,7 +5,7 @@ every image, every translation) and a patient at ``unit: patient``. Report gener
 study's report once per language: the copies the loaders make per image are one example.
 ``max_records_per_patient`` (studies per patient, record level) is enforced on the data by
 ``cap_studies_per_patient`` before anything is planned. A manifest row without ``study_id`` takes
-the patient id as its study (``client.sources.manifest``): its unit is then the whole patient.
+the patient id as its study (``client.data.sources.manifest``): its unit is then the whole patient.
 
 q = batch_size / units and the integer step count are fixed before training (``planned_steps``);
 every step draws Bernoulli(q) per unit from a ``torch.Generator`` seeded with the round's
@@ -22,15 +22,27 @@ import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 
-if TYPE_CHECKING:
-    from client.dataset import Examples
+from privacy.policy import UNITS
+from shared_model.schedule import OBJECTIVES
 
-OBJECTIVES = ("contrastive", "report-generation")
-UNITS = ("record", "patient")
+
+class Examples(Protocol):
+    """What DP sampling reads of a site's examples (``client.data.dataset.Examples`` is one): its
+    records (``patient_id``, ``study_id``, ``language``, ``report``, ...) and, per record, its row of
+    ``images`` (-1: text-only)."""
+
+    records: list
+    image_index: torch.Tensor
+    images: torch.Tensor
+
+    def subset(self, keep: Callable) -> Examples: ...
+
+    def image_float(self, rows: torch.Tensor) -> torch.Tensor: ...
+
 # Rows per physical batch of a DP report-generation step; 3-4 per Poisson batch of 64 measured
 # fastest on 2 CPU cores (BENCHMARKS.md, issue C). It also bounds the per-sample gradients held.
 PHYSICAL_ROWS = 16

@@ -11,7 +11,8 @@ from pathlib import Path
 
 
 def _valid_for(cert_path: Path) -> str:
-    from server.pki import load_certificate, server_hosts
+    from client.admin.keys import load_certificate
+    from server.pki import server_hosts
 
     cert = load_certificate(cert_path)
     return f"valid for: {', '.join(server_hosts(cert))} (until {cert.not_valid_after_utc:%Y-%m-%d})"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from server.ca_cli import add_ca_commands
 from server.superlink import CONTROL_PORT
-from sim.standalone import m3fed_home
+from shared_model.app import m3fed_home
 
 
 def _state(value: str | None) -> Path:
@@ -104,7 +104,7 @@ def _fetch(args) -> int:
 
 
 def _default_app() -> Path:
-    from sim.federation import APP_DIR
+    from shared_model.app import APP_DIR
 
     return APP_DIR
 

@@ -17,9 +17,10 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from client.admin.keys import refuse_overwrite, write_private
 from client.errors import DataError
-from server.pki import (SERVER_KEY, _pem_key, _refuse_overwrite, _san, _subject, _write_private, load_ca, server_names,
-                        sign_server_certificate, write_server_certificate)
+from server.pki import (SERVER_KEY, _pem_key, _san, _subject, load_ca, server_names, sign_server_certificate,
+                        write_server_certificate)
 
 SERVER_CSR = "server.csr"
 
@@ -30,12 +31,12 @@ def request_server(out: Path, *, hosts: list[str]) -> tuple[Path, Path]:
     if not hosts:
         raise DataError("--host", "give at least one name or address that sites dial")
     names = server_names(hosts)
-    _refuse_overwrite(out / SERVER_KEY)
+    refuse_overwrite(out / SERVER_KEY)
     key = ec.generate_private_key(ec.SECP384R1())
     csr = (x509.CertificateSigningRequestBuilder()
            .subject_name(_subject(names)).add_extension(_san(names), critical=False)
            .sign(key, hashes.SHA384()))
-    _write_private(out / SERVER_KEY, _pem_key(key))
+    write_private(out / SERVER_KEY, _pem_key(key))
     (out / SERVER_CSR).write_bytes(csr.public_bytes(serialization.Encoding.PEM))
     return out / SERVER_KEY, out / SERVER_CSR
 

@@ -1,7 +1,7 @@
 """What each site declares before its first round: the objectives it can train and its languages.
 
 The server asks every node once (a Message-API ``query``) when the node first comes up for a
-round; the ClientApp answers from its own data (``client.site.declaration``). The answer decides
+round; the ClientApp answers from its own data (``client.app.site.declaration``). The answer decides
 whether a node is sent a round's model at all: a text-only site is not sent contrastive rounds
 (before, it downloaded the whole model and replied "0 examples"). A node that does not answer,
 or answers with an error, stays undeclared and is sent every round, as before: its round status

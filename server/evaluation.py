@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from client.dataset import decode
-from client.evaldata import bank_texts, evaluation_inputs, image_groups
-from client.sources import load_records
-from shared_model.findings import DEFAULT_EVAL_LABELS
+from client.data.dataset import decode
+from client.data.evaldata import bank_texts, evaluation_inputs, image_groups
+from client.data.sources import load_records
 from shared_model.evaluate import PROMPT_LANGUAGES, embed_images, ensemble, evaluate_model, finding_scores, scorable
+from shared_model.findings import DEFAULT_EVAL_LABELS
 from shared_model.model import M3FM
 
 

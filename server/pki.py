@@ -7,19 +7,15 @@ names cover every name or address sites dial, and always loopback (``localhost``
 ``::1``) for the server host's own clients and one-machine trials. ``check_server_certificates``
 is what ``m3fed server start --certs`` asks of either flow's folder.
 
-``m3fed site keygen`` makes a site's SuperNode-authentication key pair (EC P-384 in OpenSSH
-format, what ``flower-supernode --auth-supernode-private-key`` reads); the private key stays at
-the site, only the ``.pub`` goes to the operator. Private keys are written 0600.
-``ensure_secret`` makes the SuperExec shared secret a SuperLink or SuperNode and its SuperExec
-sign runtime requests with; ``make_private`` keeps a state folder to its owner.
+A site's key pair (``m3fed site keygen``) and what a SuperLink and a SuperNode both need (the
+SuperExec secret, private state folders) are in ``client.admin.keys``; this module checks a site's
+``.pub`` for the operator.
 """
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 import re
-import secrets
 from pathlib import Path
 
 from cryptography import x509
@@ -28,6 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from client.admin.keys import load_certificate, refuse_overwrite, write_private
 from client.errors import DataError
 
 CA_CERT, CA_KEY = "ca.crt", "ca.key"
@@ -38,45 +35,6 @@ _LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _DNS_NAME = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*")
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-
-
-def ensure_secret(path: Path) -> Path:
-    """A 32-byte random secret in ``path`` (0600), made once and kept: Flower reads it as raw bytes."""
-    path = Path(path)
-    if not path.is_file() or path.stat().st_size == 0:
-        _write_private(path, secrets.token_bytes(32))
-    path.chmod(0o600)
-    return path
-
-
-def make_private(folder: Path) -> Path:
-    """Create ``folder`` 0700, and take group and other access off everything already in it.
-
-    Only the permission bits of what is there are changed: a state folder made by an earlier
-    version (0755, files 0644) becomes private too, without touching its contents.
-    """
-    folder = Path(folder)
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for path in (folder, *folder.rglob("*")):
-        if path.is_symlink():
-            continue
-        mode = path.stat().st_mode & 0o7777
-        if mode & 0o077:
-            path.chmod(mode & ~0o077)
-    return folder
-
-
-def _refuse_overwrite(*paths: Path) -> None:
-    existing = [str(p) for p in paths if p.exists()]
-    if existing:
-        raise DataError(existing[0], "already exists; refusing to overwrite a key (move it away first)")
-
-
 def _pem_key(key) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
@@ -85,7 +43,7 @@ def _pem_key(key) -> bytes:
 def init_ca(out: Path, *, name: str, days: int = 3650) -> Path:
     """A self-signed consortium CA in ``out/ca.crt`` (+ ``ca.key``, which never leaves the operator)."""
     out = Path(out)
-    _refuse_overwrite(out / CA_KEY, out / CA_CERT)
+    refuse_overwrite(out / CA_KEY, out / CA_CERT)
     key = ec.generate_private_key(ec.SECP384R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name),
                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, "m3fed consortium")])
@@ -99,19 +57,9 @@ def init_ca(out: Path, *, name: str, days: int = 3650) -> Path:
                                          key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA384()))
-    _write_private(out / CA_KEY, _pem_key(key))
+    write_private(out / CA_KEY, _pem_key(key))
     (out / CA_CERT).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return out / CA_CERT
-
-
-def load_certificate(path: Path) -> x509.Certificate:
-    path = Path(path)
-    try:
-        return x509.load_pem_x509_certificate(path.read_bytes())
-    except FileNotFoundError:
-        raise DataError(path, "certificate not found") from None
-    except ValueError as exc:
-        raise DataError(path, f"not a PEM X.509 certificate ({exc})") from None
 
 
 def _load_pem_key(path: Path, missing: str):
@@ -215,7 +163,7 @@ def issue_server(ca_dir: Path, *, hosts: list[str], out: Path | None = None, day
     ca_cert, ca_key = load_ca(ca_dir)
     key = ec.generate_private_key(ec.SECP384R1())
     cert = sign_server_certificate(ca_cert, ca_key, key.public_key(), names=names, days=days)
-    _write_private(out / SERVER_KEY, _pem_key(key))
+    write_private(out / SERVER_KEY, _pem_key(key))
     return write_server_certificate(cert, ca_cert, ca_dir, out)
 
 
@@ -242,34 +190,6 @@ def check_server_certificates(certs: Path) -> None:
         cert.verify_directly_issued_by(ca)
     except (ValueError, TypeError) as exc:
         raise DataError(certs / SERVER_CERT, f"not signed by the CA in {certs / CA_CERT} ({exc})") from None
-
-
-def site_keygen(out: Path) -> tuple[Path, Path]:
-    """The site's SuperNode key pair: ``out`` (private, OpenSSH, 0600) and ``out.pub`` (for the operator)."""
-    out = Path(out)
-    pub = out.with_name(out.name + ".pub")
-    _refuse_overwrite(out, pub)
-    key = ec.generate_private_key(ec.SECP384R1())
-    _write_private(out, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                          serialization.NoEncryption()))
-    pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                                  serialization.PublicFormat.OpenSSH) + b"\n")
-    return out, pub
-
-
-def check_site_key(path: Path) -> None:
-    """The site's private key loads as the EC key Flower expects."""
-    path = Path(path)
-    try:
-        key = serialization.load_ssh_private_key(path.read_bytes(), password=None)
-    except FileNotFoundError:
-        raise DataError(path, "site private key not found (m3fed site keygen writes it)") from None
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        raise DataError(path, f"not an unencrypted OpenSSH private key ({exc})") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise DataError(path, f"is a {type(key).__name__}; SuperNode authentication needs an EC key")
-    if path.stat().st_mode & 0o077:
-        raise DataError(path, "is readable by other users: chmod 600 it")
 
 
 def check_public_key(path: Path) -> None:

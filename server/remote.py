@@ -27,7 +27,7 @@ from pathlib import Path
 
 from client.errors import DataError
 from server.superlink import CONNECTION, flower_env, flwr_cli, operator_home
-from sim.federation import APP_DIR, _toml_value
+from shared_model.app import APP_DIR, toml_value
 
 SUBMITTED = "submitted-runs.json"
 START_TIMEOUT = 180.0  # seconds a submitted run may stay pending before m3fed run stops it
@@ -54,7 +54,7 @@ def _record(state: Path, run_dir: str, entry: dict) -> None:
 def submit_run(*, state: Path, superlink: str, out: Path, run_config: dict, app: Path = APP_DIR,
                timeout: float = 6 * 3600) -> dict:
     """Start the run, stream its log to stdout, wait for the end; returns Flower's run record."""
-    from client.daemon import app_hash
+    from client.admin.daemon import app_hash
 
     config = deployment_run_config(out, run_config)
     _record(state, config["run-dir"], {"run_config": config, "app": str(Path(app).resolve()),
@@ -64,7 +64,7 @@ def submit_run(*, state: Path, superlink: str, out: Path, run_config: dict, app:
 
 def resume_run(*, state: Path, superlink: str, run_dir: Path, overrides: dict, timeout: float = 6 * 3600) -> dict:
     """Submit the run recorded for ``run_dir`` again, ``resume = true``: it goes on after its last checkpoint."""
-    from client.daemon import app_hash
+    from client.admin.daemon import app_hash
 
     key = str(Path(run_dir).resolve())
     entry = _submitted(state).get(key)
@@ -91,7 +91,7 @@ def resume_run(*, state: Path, superlink: str, run_dir: Path, overrides: dict, t
 def _submit(*, state: Path, superlink: str, config: dict, app: Path, timeout: float,
             start_timeout: float = START_TIMEOUT) -> dict:
     home = operator_home(state, superlink)
-    overrides = " ".join(f"{k}={_toml_value(v)}" for k, v in config.items())
+    overrides = " ".join(f"{k}={toml_value(v)}" for k, v in config.items())
     log_path = Path(state) / "last-run.log"
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.Popen([str(Path(sys.executable).parent / "flwr"), "run", str(Path(app).resolve()),

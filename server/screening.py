@@ -1,10 +1,10 @@
 """Every train reply is checked before any part of it can reach an average.
 
-An honest site (``client.client_app.train_content``) sends one ArrayRecord ``arrays`` holding
+An honest site (``client.app.client_app.train_content``) sends one ArrayRecord ``arrays`` holding
 exactly the tensors its objective trains (``shared_model.config.trained_keys``), each with the
 global tensor's shape and dtype and finite values, and one MetricRecord ``metrics`` whose
 ``num-examples`` is a whole number no larger than the count the site declared before round 1
-(``client.site.declaration``). Its update (reply − global over those tensors) is of the size
+(``client.app.site.declaration``). Its update (reply − global over those tensors) is of the size
 local training makes: the bound is ``max-update-rms`` × √(number of trained values), i.e. a
 root-mean-square change per value, so one setting serves every model size.
 
@@ -14,7 +14,7 @@ stops malformed and grossly out-of-range replies; a well-formed hostile update u
 is what the robust aggregators (``server.aggregation``) are for.
 
 Under SecAgg+ the server never sees one site's update, only their sum, so nothing here applies:
-the sites check their own scaled update against the protocol's range (``client.secagg``) and the
+the sites check their own scaled update against the protocol's range (``client.app.secagg``) and the
 server can check only what travels in clear (the metrics) and the unmasked sum.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The server half of the SecAgg+ seam (the client half is ``client/secagg.py``).
+"""The server half of the SecAgg+ seam (the client half is ``client/app/secagg.py``).
 
 Flower 1.42 has SecAgg+ only on the legacy workflow (``SecAggPlusWorkflow`` over a
 ``LegacyContext`` and a legacy strategy). ``SecureGrid`` hides that behind the Grid the Message-API
@@ -33,7 +33,7 @@ from flwr.server.strategy import Strategy
 from flwr.server.workflow import SecAggPlusWorkflow
 from flwr.serverapp import Grid
 
-from client.secagg import CLIPPING_RANGE, KEYS, MAX_WEIGHT
+from client.app.secagg import CLIPPING_RANGE, KEYS, MAX_WEIGHT
 from server.grid import DelegatingGrid
 from shared_model.config import trained_keys
 

@@ -1,8 +1,10 @@
-"""The Flower ServerApp (Message API): a Flower strategy over both objectives, evaluation, results.
+"""The Flower ServerApp's run (Message API): a Flower strategy over both objectives, evaluation, results.
 
 Results go to ``<run-dir>/results.json`` (``m3fed.results/1``), with the global weights and
-strategy state after every round for ``--resume``. Started by ``flwr run .`` without a
-``run-dir``, the app prepares the default synthetic federation itself (``sim.simulate``).
+strategy state after every round for ``--resume``; a deployment's ``report.md`` too
+(``server.report``). The ServerApp object ``flwr run`` loads is ``sim.apps.serverapp``: it calls
+``main`` here with the run's folder and data, after preparing the default synthetic federation
+when ``flwr run .`` runs alone (no ``run-dir``).
 """
 from __future__ import annotations
 
@@ -13,27 +15,25 @@ import time
 from pathlib import Path
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
-from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp import Grid
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from client.progress import report_progress  # noqa: E402
+from client.app.progress import report_progress  # noqa: E402
 from server.aggregation import Aggregation  # noqa: E402
 from server.declarations import SiteDeclarations  # noqa: E402
 from server.evaluation import ServerEvaluation, federated_metrics  # noqa: E402
 from server.grid import PromptGrid  # noqa: E402
 from server.receipts import ReceiptStore  # noqa: E402
 from server.results import write_results  # noqa: E402
-from server.secagg import SecAggConfig, SecureGrid  # noqa: E402
-from server.site_dp import WEIGHT_KEY, SiteDPConfig, SiteLevelDP  # noqa: E402
 from server.run_state import load_round, restore_strategy, save_round, strategy_arrays  # noqa: E402
 from server.screening import ScreeningConfig  # noqa: E402
+from server.secagg import SecAggConfig, SecureGrid  # noqa: E402
+from server.site_dp import WEIGHT_KEY, SiteDPConfig, SiteLevelDP  # noqa: E402
 from server.strategy import make_strategy  # noqa: E402
 from shared_model.checkpoint import initial_model  # noqa: E402
 from shared_model.config import get_preset  # noqa: E402
 from shared_model.device import resolve_device  # noqa: E402
-
-app = ServerApp()
 
 
 def _metrics(final: dict) -> dict:
@@ -60,15 +60,11 @@ def trust_settings(rc, *, secagg: bool) -> tuple[Aggregation, ScreeningConfig | 
     return aggregation, None if secagg else ScreeningConfig.from_run_config(rc), site_dp
 
 
-@app.main()
-def main(grid: Grid, context: Context) -> None:
+def main(grid: Grid, context: Context, *, run_dir: Path, data: str) -> None:
+    """One run: ``run_dir`` holds its results (and, in a simulation, ``sites.json``); ``data`` is the
+    server's evaluation data ("": none, a deployment)."""
     rc = context.run_config
     aggregation, screening, site_dp = trust_settings(rc, secagg=bool(rc.get("secagg", False)))
-    run_dir, data = Path(str(rc["run-dir"])), str(rc["data"])
-    if not str(rc["run-dir"]):
-        from sim.standalone import prepare_standalone  # `flwr run .` on its own: the default federation
-
-        run_dir, data = prepare_standalone(context.run_id, num_sites=len(list(grid.get_node_ids())))
     # A deployment names no server-side data: the server holds none, the sites evaluate (server/remote.py).
     deployed = not data
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -155,7 +151,7 @@ def main(grid: Grid, context: Context) -> None:
                   **({"privacy": strategy.privacy_statements} if strategy.privacy_statements else {}),
                   **({"stopped": stopped} if stopped else {}))
     if deployed:  # a simulation writes its report after the baselines (sim.simulate)
-        from sim.report import write_report
+        from server.report import write_report
 
         write_report(run_dir)
     logging.getLogger("flwr").removeHandler(log_file)

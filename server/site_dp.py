@@ -33,8 +33,8 @@ from flwr.supercore.privacy_accounting import (GaussianPrivacyEvent, Neighboring
                                                SamplingMethod)
 from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
-from server.strategy import objective_for
 from shared_model.config import fill_aliases, trained_keys
+from shared_model.schedule import objective_for
 
 WEIGHT_KEY = "site-weight"  # the equal weight each reply gets (Flower's FedAvg weights by a metric)
 

@@ -41,11 +41,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from client.admin.keys import ensure_secret, make_private
 from client.errors import DataError
 from server.artifacts import artifact_route, make_provider
+from server.pki import CA_CERT, SERVER_CERT, SERVER_KEY, check_public_key, check_server_certificates
 from server.runtime_watch import RuntimeWatch
-from server.pki import (CA_CERT, SERVER_CERT, SERVER_KEY, check_public_key, check_server_certificates, ensure_secret,
-                        make_private)
 
 CONNECTION = "m3fed"
 CONTROL_PORT = 9093
@@ -87,6 +87,9 @@ def _bin(name: str) -> str:
 
 
 def flower_env(home: Path) -> dict[str, str]:
+    """This environment for a Flower process: its own ``FLWR_HOME``, telemetry, update checks and
+    run-time dependency installation off, and this environment's Flower executables first on PATH
+    (flwr spawns flower-superlink and the SuperExec by name)."""
     env = dict(os.environ)
     env.update({"FLWR_HOME": str(home), "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
                 "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1", "HF_HUB_OFFLINE": "1",

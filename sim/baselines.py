@@ -1,7 +1,7 @@
 """The comparisons a federated run is judged against: pooled data, and each site alone.
 
 Both replay the federation's own schedule (same rounds, objectives, local epochs, optimiser and
-``client.site.local_update``) on other data, so the only difference is who sees which examples.
+``client.app.site.local_update``) on other data, so the only difference is who sees which examples.
 """
 from __future__ import annotations
 
@@ -11,17 +11,17 @@ from pathlib import Path
 
 import torch
 
-from client.dataset import Examples, decode
-from client.site import OBJECTIVES, local_update
-from client.sources import load_records
-from client.sources.records import DataReport
-from server.strategy import local_epochs_for, objective_for, objective_progress
+from client.app.site import local_update
+from client.data.dataset import Examples, decode
+from client.data.sources import load_records
+from client.data.sources.records import DataReport
 from shared_model.checkpoint import initial_model
 from shared_model.config import ModelConfig
 from shared_model.evaluate import auc_per_finding, macro
 from shared_model.kept_state import InMemory
 from shared_model.model import M3FM
 from shared_model.objectives import TrainConfig
+from shared_model.schedule import OBJECTIVES, local_epochs_for, objective_for, objective_progress
 from sim.significance import paired_auc_difference
 
 

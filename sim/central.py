@@ -11,17 +11,17 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from client.data.dataset import Examples, decode, pair_batches, text_batches
+from client.data.evaldata import bank_texts, evaluation_inputs
+from client.data.sources import load_records
 from client.errors import DataError
-from client.dataset import Examples, decode, pair_batches, text_batches
-from client.sources import load_records
+from server.results import write_results
 from shared_model.checkpoint import load_weights_into, save_checkpoint
 from shared_model.config import get_preset
 from shared_model.device import resolve_device
 from shared_model.evaluate import evaluate_model
 from shared_model.model import build_model, parameter_counts
 from shared_model.objectives import contrastive_epoch, lm_epoch, make_optimizer, one_cycle
-from client.evaldata import bank_texts, evaluation_inputs
-from server.results import write_results
 from sim.central_config import CentralConfig
 
 

@@ -8,7 +8,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from client.progress import read_progress
+from client.app.progress import read_progress
 
 
 class LiveProgress:

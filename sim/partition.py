@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from client.sources.records import Record
+from client.data.sources.records import Record
 from shared_model.findings import DEFAULT_EVAL_LABELS
 
 

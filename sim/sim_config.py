@@ -4,13 +4,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from client.faults import POISONS
+from client.app.faults import POISONS
 from server.aggregation import Aggregation
 from server.screening import DEFAULT_MAX_UPDATE_RMS, ScreeningConfig
 from server.site_dp import SiteDPConfig
-from server.strategy import STRATEGIES, check_schedule, objective_for
+from server.strategy import STRATEGIES
 from shared_model.config import get_preset
 from shared_model.errors import CheckpointError
+from shared_model.schedule import check_schedule, objective_for
 from sim.partition import SiteSpec, parse_partition
 
 
@@ -32,7 +33,7 @@ class SimConfig:
     timeout: float = 3600.0
     drop_sites: int = 0  # sites that die mid-round from the middle round on, chosen from the seed
     poison_sites: int = 0  # sites that send a bad reply from the middle round on, chosen from the seed
-    poison: str = "nan"  # which bad reply (client/faults.py)
+    poison: str = "nan"  # which bad reply (client/app/faults.py)
     aggregation: str = "fedavg"  # Flower's FedAvg or a robust aggregator (server/aggregation.py)
     max_update_rms: float = DEFAULT_MAX_UPDATE_RMS  # screening's bound on a reply's update (server/screening.py)
     strategy: str = "fedavg"

@@ -9,10 +9,11 @@ from pathlib import Path
 
 from rich.console import Console
 
+from client.data.sources import load_records
 from client.errors import DataError
-from client.sources import load_records
 from privacy.policy import load_policy
 from server.evaluation import ServerEvaluation
+from server.report import write_report
 from server.results import update_results
 from server.run_state import WEIGHTS
 from shared_model.checkpoint import load_checkpoint
@@ -20,10 +21,9 @@ from shared_model.config import get_preset
 from shared_model.device import resolve_device
 from shared_model.objectives import TrainConfig
 from sim.baselines import run_baselines
-from sim.federation import run_flower
+from sim.flower_launch import run_flower
 from sim.live import LiveProgress
 from sim.partition import write_sites
-from sim.report import write_report
 from sim.sim_config import SimConfig
 
 PROGRESS = "progress.jsonl"
@@ -88,7 +88,7 @@ def run_simulation(cfg: SimConfig, *, resume: bool = False, console: Console | N
 
 def site_statements(out: Path, sites: list[str]) -> dict:
     """Each site's privacy statement, replayed from its ledger, and the ledger's verification."""
-    from client.site_privacy import site_statement
+    from client.app.site_privacy import site_statement
 
     return {name: site_statement(out / "sites" / name / "ledger.jsonl") for name in sites
             if (out / "sites" / name / "ledger.jsonl").is_file()}

@@ -7,16 +7,9 @@ same folder from the run id.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-
-def m3fed_home() -> Path:
-    return Path(os.environ.get("M3FED_HOME") or Path.home() / ".m3fed")
-
-
-def standalone_run_dir(run_id: int) -> Path:
-    return m3fed_home() / "flwr-runs" / str(run_id)
+from shared_model.app import m3fed_home, standalone_run_dir
 
 
 def prepare_standalone(run_id: int, *, num_sites: int) -> tuple[Path, str]:

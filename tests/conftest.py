@@ -1,4 +1,4 @@
-"""Shared fixtures: small synthetic MIMIC-CXR trees, generated once per session."""
+"""Shared fixtures: small synthetic MIMIC-CXR trees, generated once per session; one torch thread."""
 from __future__ import annotations
 
 import os
@@ -19,3 +19,15 @@ def small_mimic(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("mimic_small")
     generate(out, patients=30, seed=3)
     return out
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op torch thread for a module's tests (``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    two threads on a shared 2-core machine thrash (measured ~30x slower under load)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -9,12 +9,12 @@ from pathlib import Path
 
 from PIL import Image
 
-from client.cli import check_dataset
-from sim.cli import main
+from client.admin.data_cli import check_dataset
+from sim.m3fed_command import main
 
 
 def _m3fed(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sim.cli", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "sim.m3fed_command", *args], capture_output=True, text=True, timeout=300)
 
 
 def test_check_reports_every_unusable_file(small_mimic, tmp_path, capsys):

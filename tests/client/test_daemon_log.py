@@ -1,11 +1,11 @@
-"""m3fed site start summarises the SuperNode's connection retries (client.daemon.ConnectionLog):
+"""m3fed site start summarises the SuperNode's connection retries (client.admin.daemon.ConnectionLog):
 one line while it waits, a warning only after a timeout, one line once connected."""
 from __future__ import annotations
 
 import io
 import threading
 
-from client.daemon import REFUSED_KEY, ConnectionLog, _echo
+from client.admin.daemon import REFUSED_KEY, ConnectionLog, _echo
 
 RETRY = "\x1b[93mWARNING \x1b[0m:   Connection attempt failed, retrying in {:.2f} seconds\n"
 START = "\x1b[92mINFO \x1b[0m:      Starting Flower SuperNode\n"

@@ -9,9 +9,9 @@ import shutil
 import pytest
 import torch
 
-import client.decoded_cache as cache
-from client.decoded_cache import decode_cached
-from client.sources import load_records
+import client.data.decoded_cache as cache
+from client.data.decoded_cache import decode_cached
+from client.data.sources import load_records
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels import apply_modality_lut, get_decoder
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
 
-from client.dicom import read_dicom, read_header
+from client.data.dicom import read_dicom, read_header
 from client.errors import DataError
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"

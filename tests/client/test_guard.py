@@ -11,7 +11,7 @@ from flwr.supercore.constant import TaskType
 from flwr.supercore.superexec.executor import ExecutionSpec, LaunchResult
 from flwr.supercore.superexec.executor.subprocess_executor import SubprocessExecutor
 
-from client import guard
+from client.admin import guard
 
 HASH, OTHER = "ab" * 32, "cd" * 32
 TOKEN = "f0" * 32

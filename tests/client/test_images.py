@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from client.dicom import read_dicom
+from client.data.dicom import read_dicom
+from client.data.images import load_image, save_png, to_model_input
+from client.data.preview import preview_file
 from client.errors import DataError
-from client.images import load_image, save_png, to_model_input
-from client.preview import preview_file
 
 
 def _ct_small() -> Path:

@@ -1,7 +1,7 @@
 """Section splitting on MIMIC-CXR-shaped and Chinese reports."""
 from __future__ import annotations
 
-from client.report_text import extract_sections, training_text
+from client.data.report_text import extract_sections, training_text
 
 FULL = """\
                                  FINAL REPORT

@@ -1,4 +1,4 @@
-"""A site's plain local update (client/site.py): each objective steps at its own batch size, and a
+"""A site's plain local update (client/app/site.py): each objective steps at its own batch size, and a
 site keeps its optimiser state from round to round."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from client.site import declaration, example_count, local_update
+from client.app.site import declaration, example_count, local_update
 from shared_model.config import get_preset
 from shared_model.kept_state import RoundFiles
 from shared_model.model import build_model

@@ -9,11 +9,12 @@ from flwr.proto.task_pb2 import Task
 from flwr.supercore.constant import TaskType
 from flwr.supercore.superexec.executor import LaunchResult
 
-from client import guard
-from client.daemon import guard_command, supernode_command, systemd_unit
+from client.admin import guard
+from client.admin.daemon import guard_command, supernode_command, systemd_unit
+from client.admin.keys import site_keygen
+from client.admin.site_config import check_site, load_site_config
 from client.errors import DataError
-from client.site_config import check_site, load_site_config
-from server.pki import init_ca, site_keygen
+from server.pki import init_ca
 
 HASH = "ab" * 32
 

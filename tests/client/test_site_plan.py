@@ -1,5 +1,5 @@
 """m3fed site check plans the site's privacy policy over the announced schedule, round by round as
-the rounds would be planned (client/site_plan.py, client.site_privacy.plan_schedule), and fails when
+the rounds would be planned (client/admin/site_plan.py, client.app.site_privacy.plan_schedule), and fails when
 no round fits; site start only warns."""
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from client.site_plan import privacy_plan
-from client.site_privacy import RoundPlan, SitePrivacy, plan_schedule, units_of
+from client.admin.site_plan import privacy_plan
+from client.app.site_privacy import RoundPlan, SitePrivacy, plan_schedule, units_of
 from privacy.ledger import Ledger
 from privacy.policy import PrivacyPolicy
-from sim.cli import main
+from sim.m3fed_command import main
 from tests.privacy.test_dp import site
 
 FIXED = PrivacyPolicy(unit="record", target_epsilon=50.0, target_delta=1e-3, max_grad_norm=1.0,

@@ -1,4 +1,4 @@
-"""client.site_privacy: the site plans and paces its own budget, refuses rounds of noise, charges a
+"""client.app.site_privacy: the site plans and paces its own budget, refuses rounds of noise, charges a
 (run, round) once, and keeps a DP round's optimiser state only once the ledger holds the round."""
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 import torch
 
-from client import site_privacy as sp
-from client.site_privacy import ReleasedUpdates, SitePrivacy, private_round, schedule_warning
+from client.app import site_privacy as sp
+from client.app.site_privacy import ReleasedUpdates, SitePrivacy, private_round, schedule_warning
 from privacy.accounting import PrivacyBudgetExhausted, RoundRefused, calibrate_noise, epsilon
 from privacy.dp import DPRoundResult
 from privacy.ledger import Ledger, LedgerError
@@ -203,7 +203,7 @@ def test_m3fed_site_check_fails_on_a_policy_that_fits_no_round(tmp_path, small_m
     # Prepare: a policy whose budget needs more noise than it allows, at the site's own data
     import yaml
 
-    from sim.cli import main
+    from sim.m3fed_command import main
 
     (tmp_path / "privacy.yaml").write_text("unit: record\ntarget_epsilon: 0.5\ntarget_delta: 1.0e-4\n"
                                            "max_grad_norm: 1.0\nnoise_multiplier: calibrate\nbatch_size: 8\n"

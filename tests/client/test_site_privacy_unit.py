@@ -1,11 +1,11 @@
-"""A DP round enforces max_records_per_patient on the site's data before it plans (client/site_privacy.py)."""
+"""A DP round enforces max_records_per_patient on the site's data before it plans (client/app/site_privacy.py)."""
 from __future__ import annotations
 
 import logging
 
 import torch
 
-from client.site_privacy import ReleasedUpdates, SitePrivacy, private_round
+from client.app.site_privacy import ReleasedUpdates, SitePrivacy, private_round
 from privacy.ledger import Ledger
 from privacy.policy import PrivacyPolicy
 from shared_model.config import get_preset

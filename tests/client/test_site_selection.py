@@ -1,5 +1,5 @@
 """A site contributes part of its data: site.yaml's languages and modalities select records
-(client/sources/selection.py), for training, the declaration, evaluation and the decoded cache."""
+(client/data/sources/selection.py), for training, the declaration, evaluation and the decoded cache."""
 from __future__ import annotations
 
 import json
@@ -8,12 +8,12 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from client.client_app import site_selection
+from client.admin.site_config import check_site, load_site_config
+from client.app.node import site_selection
+from client.app.site import declaration, site_examples
+from client.data.sources import Record, describe_left_out, load_records, select_records
 from client.errors import DataError
-from client.site import declaration, site_examples
-from client.site_config import check_site, load_site_config
-from client.sources import Record, describe_left_out, load_records, select_records
-from sim.cli import main
+from sim.m3fed_command import main
 
 HASH = "ab" * 32
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-from client.client_app import PRIVACY_STATEMENT, statement_record
-from client.site_privacy import SitePrivacy
+from client.app.client_app import PRIVACY_STATEMENT, statement_record
+from client.app.site_privacy import SitePrivacy
 from privacy.ledger import Ledger
 from privacy.policy import PrivacyPolicy
 from privacy.statement import privacy_statement

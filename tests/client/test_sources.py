@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from client.data.sources import load_records
 from client.errors import DataError
-from client.sources import load_records
 from shared_model.findings import CHEXPERT_LABELS
 
 

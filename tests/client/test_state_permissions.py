@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import yaml
 
-from client.site_config import check_site, load_site_config
-from server.pki import ensure_secret, init_ca, site_keygen
+from client.admin.keys import ensure_secret, site_keygen
+from client.admin.site_config import check_site, load_site_config
+from server.pki import init_ca
 
 
 def test_site_check_makes_an_existing_state_folder_private(tmp_path, small_mimic):

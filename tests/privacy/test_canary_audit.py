@@ -25,14 +25,7 @@ SIGMA, C = 1.0, 1.0
 CLAIM_MU = 1.0 / SIGMA
 SEEDS = (0, 1, 2)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Two intra-op threads on a shared 2-core machine thrash (measured ~30x slower under load).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def audit(seed: int, *, records_per_unit: int = 1) -> tuple[float, float]:

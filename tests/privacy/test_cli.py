@@ -1,4 +1,4 @@
-"""``m3fed privacy ...`` through a parser built only from add_privacy_commands, as sim/cli.py will wire it."""
+"""``m3fed privacy ...`` through a parser built only from add_privacy_commands, as sim/m3fed_command.py will wire it."""
 from __future__ import annotations
 
 import argparse

@@ -7,11 +7,11 @@ import dataclasses
 import pytest
 import torch
 
-from client.dataset import Examples
-from client.sources.records import Record
+from client.data.dataset import Examples
+from client.data.sources.records import Record
 from privacy.dp import private_module, private_update
-from privacy.sampling import planned_steps, privacy_units
 from privacy.dp_losses import finding_phrases
+from privacy.sampling import planned_steps, privacy_units
 from shared_model.config import get_preset
 from shared_model.kept_state import RoundFiles
 from shared_model.model import build_model
@@ -21,14 +21,7 @@ CPU = torch.device("cpu")
 PUBLIC = finding_phrases()
 TRAIN = TrainConfig(batch_size=4)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Two intra-op threads on a shared 2-core machine thrash (measured ~30x slower under load).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def site(patients: int = 8) -> Examples:

@@ -8,10 +8,10 @@ from collections import Counter
 import pytest
 import torch
 
-from client.dataset import Examples
-from client.site_privacy import units_of
-from client.sources import load_records
-from client.sources.records import DataReport, Record
+from client.app.site_privacy import units_of
+from client.data.dataset import Examples
+from client.data.sources import load_records
+from client.data.sources.records import DataReport, Record
 from privacy.sampling import cap_studies_per_patient, privacy_units, training_rows
 
 

@@ -26,14 +26,7 @@ PUBLIC = finding_phrases()
 # Distinct private-looking reports (two public phrases each, so none equals a bank entry).
 REPORTS = [f"{PUBLIC[i]} {PUBLIC[-1 - 3 * i]}" for i in range(8)]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Two intra-op threads on a shared 2-core machine thrash (measured ~30x slower under load).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

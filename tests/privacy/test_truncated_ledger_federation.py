@@ -8,7 +8,7 @@ import json
 import pytest
 
 from privacy.ledger import Ledger
-from sim.cli import main
+from sim.m3fed_command import main
 from sim.synth import generate
 
 POLICY = """\

@@ -24,8 +24,9 @@ from flwr.supercore.runtime.runtime_http_client import RuntimeHttpClient
 from flwr.supernode.fleet_http_client import FleetHttpClient
 from flwr.supernode.node_auth_http_interceptor import NodeAuthHttpInterceptor
 
+from client.admin.keys import site_keygen
 from client.errors import DataError
-from server.pki import init_ca, issue_server, site_keygen
+from server.pki import init_ca, issue_server
 from server.superlink import CONNECTION, flwr_cli, operator_home, read_registry
 from tests.server.processes import Processes, beyond_loopback, free_port, listening, m3fed, wait_port
 

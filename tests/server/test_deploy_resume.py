@@ -17,9 +17,10 @@ import time
 import pytest
 import yaml
 
-from client.daemon import app_hash
-from server.pki import init_ca, issue_server, site_keygen
-from sim.federation import APP_DIR
+from client.admin.daemon import app_hash
+from client.admin.keys import site_keygen
+from server.pki import init_ca, issue_server
+from shared_model.app import APP_DIR
 from sim.simulate import SimConfig, prepare_sites
 from sim.synth import generate
 from tests.server.processes import M3FED, Processes, free_port, m3fed, wait_port

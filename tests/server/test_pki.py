@@ -15,12 +15,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from client.admin.keys import check_site_key, load_certificate, site_keygen
 from client.errors import DataError
 from server.csr import request_server, sign_csr
-from server.pki import (check_public_key, check_server_certificates, check_site_key, init_ca, issue_server,
-                        load_certificate, server_hosts, server_names, site_keygen)
+from server.pki import check_public_key, check_server_certificates, init_ca, issue_server, server_hosts, server_names
 from server.superlink import ServerConfig, superlink_command
-from sim.cli import main
+from sim.m3fed_command import main
 
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 

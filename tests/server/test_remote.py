@@ -19,7 +19,7 @@ def submitted(tmp_path, monkeypatch):
 
     hashes = {"now": "aa" * 32}
     monkeypatch.setattr(remote, "_submit", submit)
-    monkeypatch.setattr("client.daemon.app_hash", lambda app: hashes["now"])
+    monkeypatch.setattr("client.admin.daemon.app_hash", lambda app: hashes["now"])
     monkeypatch.setattr(remote, "flwr_cli", lambda *a, **k: {"success": True})
     state, app, out = tmp_path / "state", tmp_path / "app", tmp_path / "run"
     state.mkdir()

@@ -6,7 +6,7 @@ import pytest
 import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
-from client.faults import POISONS, poisoned
+from client.app.faults import POISONS, poisoned
 from server.aggregation import Aggregation
 from server.screening import ScreeningConfig, screen_reply
 from server.strategy import make_strategy
@@ -33,7 +33,7 @@ def _content(arrays: dict, n: int) -> RecordDict:
 
 @pytest.mark.parametrize("kind", POISONS)
 def test_every_injected_fault_is_rejected_and_the_honest_reply_is_not(tiny, kind):
-    # Prepare: the reply a site poisoned with `kind` sends (client/faults.py), from an honest update
+    # Prepare: the reply a site poisoned with `kind` sends (client/app/faults.py), from an honest update
     state, trained = tiny
     start = {k: v.numpy() for k, v in state.items()}
     bad, n = poisoned(kind, trained, state, 40)

@@ -1,4 +1,4 @@
-"""SecAgg+ through both seams (server/secagg.py, client/secagg.py) and Flower's own protocol code.
+"""SecAgg+ through both seams (server/secagg.py, client/app/secagg.py) and Flower's own protocol code.
 
 The sites are in-process: a loopback Grid hands each protocol message to that site's
 ``secure_train`` with its own Context (as a SuperNode would), so the four SecAgg+ stages, the
@@ -18,7 +18,7 @@ from flwr.common import bytes_to_ndarray
 from flwr.serverapp import Grid
 from flwr.supercore.task_identity import TaskIdentity
 
-from client.secagg import SecAggValueError, check_update, secure_train
+from client.app.secagg import SecAggValueError, check_update, secure_train
 from server.secagg import SecAggConfig, SecureGrid
 
 SHAPES = {"clip.a": (40, 25), "clip.b": (300,), "clip.t": (), "lm.c": (7,)}

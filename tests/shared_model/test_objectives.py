@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from server.strategy import objective_progress
 from shared_model.objectives import ProgressLR, add_proximal_term
+from shared_model.schedule import objective_progress
 
 
 def test_proximal_term_pulls_weights_back_to_the_round_start():

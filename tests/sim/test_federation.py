@@ -20,7 +20,7 @@ from shared_model.checkpoint import save_checkpoint
 from shared_model.config import get_preset
 from shared_model.model import build_model
 from shared_model.tokenizer import load_tokenizer
-from sim.federation import superlink_pids
+from sim.flower_launch import superlink_pids
 from sim.simulate import SimConfig, run_simulation
 from sim.synth import generate
 
@@ -136,7 +136,7 @@ def test_killed_after_round_one_resumes_to_the_same_model(federated_run, fed_dat
     # Prepare: start the run in its own process group; kill it once round 1 is on disk.
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     process = subprocess.Popen(
-        [sys.executable, "-m", "sim.cli", "sim", "--data", str(fed_data), "--out", str(out), "--sites", "3",
+        [sys.executable, "-m", "sim.m3fed_command", "sim", "--data", str(fed_data), "--out", str(out), "--sites", "3",
          "--rounds", "2", "--languages", "en", "zh", "en", "--text-only-sites", "1", "--local-epochs", "4",
          "--batch-size", "16", "--seed", "0", "--no-compare", "--schedule", "alternate", "--partition", "iid"], env=env, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from client.sources import load_records
-from client.sources.records import Record
+from client.data.sources import load_records
+from client.data.sources.records import Record
 from sim.partition import SiteSpec, primary_label, assign_patients, parse_partition, write_sites
 
 

@@ -65,7 +65,7 @@ def test_a_site_sending_nan_is_rejected_from_the_middle_round_and_costs_little_a
 
 
 def test_a_finished_run_resumed_with_more_rounds_continues_to_them(nan_run):
-    from sim.cli import main
+    from sim.m3fed_command import main
 
     assert main(["sim", "--resume", str(nan_run), "--rounds", "4"]) == 0
     doc = json.loads((nan_run / "results.json").read_text(encoding="utf-8"))
@@ -125,7 +125,7 @@ def test_a_mixed_federation_of_dp_and_non_dp_sites_completes(data, tmp_path):
     (["--max-update-rms", "-1"], "--max-update-rms"),
 ])
 def test_sim_refuses_what_it_cannot_run_with_one_line(flags, words, tmp_path, capsys):
-    from sim.cli import main
+    from sim.m3fed_command import main
 
     code = main(["sim", "--data", str(tmp_path), "--out", str(tmp_path / "run"), *flags])
     err = capsys.readouterr().err

@@ -48,7 +48,7 @@ def test_site_level_dp_releases_two_rounds_then_stops_before_its_budget(tmp_path
                                           (["--site-dp", "1", "--strategy", "fedadam"], "fedavg or fedprox"),
                                           (["--site-dp", "1", "--site-dp-clip", "0"], "--site-dp-clip")])
 def test_sim_refuses_site_dp_it_cannot_honour_with_a_usage_error(flags, words, tmp_path, capsys):
-    from sim.cli import main
+    from sim.m3fed_command import main
 
     assert main(["sim", "--data", str(tmp_path), "--out", str(tmp_path / "run"), *flags]) == 2
     err = capsys.readouterr().err

@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-APP_DIR = Path(__file__).resolve().parent.parent
+from server.superlink import flower_env
+from shared_model.app import APP_DIR, toml_value
 
 
 def _free_port() -> int:
@@ -25,23 +26,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def flower_env(flwr_home: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({"FLWR_HOME": str(flwr_home), "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
-                "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1", "HF_HUB_OFFLINE": "1",
-                "FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(_free_port()),
-                "FLWR_LOCAL_CONTROL_API_PORT": str(_free_port()),
-                # flwr spawns flower-superlink by name: it must find this environment's copy.
-                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"})
+def simulation_env(flwr_home: Path) -> dict[str, str]:
+    """``flower_env`` plus free ports for the local SuperLink that ``flwr run`` starts."""
+    env = flower_env(flwr_home)
+    env.update({"FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(_free_port()),
+                "FLWR_LOCAL_CONTROL_API_PORT": str(_free_port())})
     return env
-
-
-def _toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return json.dumps(str(value))
 
 
 def superlink_pids(flwr_home: Path) -> list[int]:
@@ -64,9 +54,9 @@ def run_flower(run_config: dict, *, num_sites: int, flwr_home: Path, timeout: fl
                cpus_per_site: int = 1) -> dict:
     """``flwr run`` the app on the local simulation runtime; returns the run's status record."""
     flwr_home.mkdir(parents=True, exist_ok=True)
-    env = flower_env(flwr_home)
+    env = simulation_env(flwr_home)
     flwr = str(Path(sys.executable).parent / "flwr")
-    overrides = " ".join(f"{k}={_toml_value(v)}" for k, v in run_config.items())
+    overrides = " ".join(f"{k}={toml_value(v)}" for k, v in run_config.items())
     federation = f"num-supernodes={num_sites} client-resources-num-cpus={cpus_per_site}"
     log = open(flwr_home / "flwr-run.log", "w", encoding="utf-8")
     try:

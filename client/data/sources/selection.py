@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from client.sources.records import Record
+from client.data.sources.records import Record
 
 
 def select_records(records: list[Record], *, languages: tuple[str, ...] | None = None,

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from client.data.images import load_image, to_model_input
+from client.data.sources.records import DataReport, Record
 from client.errors import DataError
-from client.images import load_image, to_model_input
-from client.sources.records import DataReport, Record
 
 
 @dataclass

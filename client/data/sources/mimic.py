@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from client.data.report_text import training_text
+from client.data.sources.csvfiles import read_csv
+from client.data.sources.records import SPLITS, DataReport, Record, parse_label
 from client.errors import DataError
-from client.report_text import training_text
-from client.sources.csvfiles import read_csv
-from client.sources.records import SPLITS, DataReport, Record, parse_label
 from shared_model.findings import CHEXPERT_LABELS
 
 IMAGE_SUFFIXES = (".jpg", ".dcm", ".dcm.gz", ".png")

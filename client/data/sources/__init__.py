@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from client.data.sources.manifest import MANIFEST_NAMES, load_manifest
+from client.data.sources.mimic import find_mimic_csv, load_mimic
+from client.data.sources.records import DataReport, Record
+from client.data.sources.selection import describe_left_out, select_records
 from client.errors import DataError
-from client.sources.manifest import MANIFEST_NAMES, load_manifest
-from client.sources.mimic import find_mimic_csv, load_mimic
-from client.sources.records import DataReport, Record
-from client.sources.selection import describe_left_out, select_records
 
 __all__ = ["DataReport", "Record", "describe_left_out", "load_records", "select_records"]
 

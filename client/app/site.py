@@ -7,29 +7,28 @@ from pathlib import Path
 
 import torch
 
-from client.dataset import Examples, pair_batches, text_batches
-from client.decoded_cache import decode_cached
-from client.evaldata import bank_texts, evaluation_inputs
-from client.sources import load_records, select_records
+from client.data.dataset import Examples, pair_batches, text_batches
+from client.data.decoded_cache import decode_cached
+from client.data.evaldata import bank_texts, evaluation_inputs
+from client.data.sources import load_records, select_records
 from shared_model.evaluate import evaluate_model
 from shared_model.findings import DEFAULT_EVAL_LABELS
 from shared_model.kept_state import OptimizerMemory, keep, restore
 from shared_model.model import M3FM
 from shared_model.objectives import (ProgressLR, TrainConfig, add_proximal_term, contrastive_epoch, lm_epoch,
                                     make_optimizer)
-
-OBJECTIVES = ("contrastive", "report-generation")
+from shared_model.schedule import OBJECTIVES
 
 
 @lru_cache(maxsize=8)
 def site_examples(data_path: str, image_size: int, split: str = "train", cache_dir: str | None = None, *,
                   languages: tuple[str, ...] | None = None, modalities: tuple[str, ...] | None = None) -> Examples:
     """The site's examples of one split, decoded once per process and, with ``cache_dir``, once per
-    state of the data (a deployed SuperNode starts a process per message: ``client.decoded_cache``).
+    state of the data (a deployed SuperNode starts a process per message: ``client.data.decoded_cache``).
 
     ``train`` rows are trained on; ``test`` rows only evaluate the global model at the site.
     ``languages`` / ``modalities`` (tuples; None: all): what the site contributes, from its
-    ``site.yaml`` (``client.sources.selection``: a study of an unselected modality is left out
+    ``site.yaml`` (``client.data.sources.selection``: a study of an unselected modality is left out
     whole). The decoded cache is keyed by the selected records, so it never serves another selection.
     """
     records, report = load_records(data_path)

@@ -11,8 +11,8 @@ import signal
 import sys
 from pathlib import Path
 
-from client.cli import add_data_commands
-from client.site_cli import add_site_commands
+from client.admin.data_cli import add_data_commands
+from client.admin.site_cli import add_site_commands
 from client.errors import DataError
 from privacy.cli import add_privacy_commands
 from privacy.policy import PolicyError
@@ -105,7 +105,7 @@ def _sim(args: argparse.Namespace) -> int:
 def _print_comparison(console, results: dict) -> None:
     from rich.table import Table
 
-    from sim.report import _bleu, comparison_rows, difference_text
+    from server.report import bleu_of, comparison_rows, difference_text
 
     rows = comparison_rows(results)
     langs = sorted({lang for _, m in rows for lang in (m.get("bleu") or {})})
@@ -115,7 +115,7 @@ def _print_comparison(console, results: dict) -> None:
         table.add_column(column, justify="left" if column == "model" else "right")
     fmt = lambda v, d=3: "—" if v is None else f"{v:.{d}f}"  # noqa: E731
     for label, m in rows:
-        table.add_row(label, fmt(m["auc_macro"]), difference_text(m), *[fmt(_bleu(m, lang)) for lang in langs],
+        table.add_row(label, fmt(m["auc_macro"]), difference_text(m), *[fmt(bleu_of(m, lang)) for lang in langs],
                       fmt(m.get("seconds"), 0))
     console.print(table)
     if results.get("stopped"):
@@ -123,7 +123,7 @@ def _print_comparison(console, results: dict) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from client.faults import POISONS
+    from client.app.faults import POISONS
     from sim.central_config import CentralConfig
     from sim.sim_config import SimConfig
     from sim.synth import DEFAULT_DIFFICULTY, DEFAULT_PATIENTS

@@ -19,7 +19,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from client.dataset import Examples
+from client.app.node import data_path_of
+from client.data.dataset import Examples
 from privacy.accounting import PrivacyBudgetExhausted, RoundRefused, calibrate_noise, epsilon
 from privacy.dp import private_update
 from privacy.dp_losses import finding_phrases
@@ -261,7 +262,7 @@ class ReleasedUpdates:
 
 def run_key(context) -> str:
     """A run's identity in the ledger, stable across ``--resume``: its run directory (Flower's run id is
-    new on every resume). The same key as ``client_app.site_state_dir``."""
+    new on every resume). The same key as ``client.app.node.site_state_dir``."""
     run_dir = str(context.run_config.get("run-dir", "") or "")
     return "run-" + hashlib.sha256(run_dir.encode()).hexdigest()[:16] if run_dir else str(context.run_id)
 
@@ -277,8 +278,6 @@ def privacy_paths(context) -> tuple[Path, Path, str] | None:
     if "privacy-policy" in node:
         return (Path(str(node["privacy-policy"])), Path(str(node["privacy-ledger"])),
                 str(node.get("site-name", f"node-{context.node_id}")))
-    from client.client_app import data_path_of  # the simulated site's folder
-
     folder = Path(data_path_of(context)).parent
     return (folder / "privacy.yaml", folder / "ledger.jsonl", folder.name) if (folder / "privacy.yaml").is_file() else None
 

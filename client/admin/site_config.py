@@ -18,7 +18,7 @@ file. Example::
 
 ``languages`` and ``modalities`` select what the site contributes; the data may hold more. A report
 in another language, and every record of a study with images of another modality (its reports
-too: the site does not contribute that study at all, ``client.sources.selection``), stay out of
+too: the site does not contribute that study at all, ``client.data.sources.selection``), stay out of
 training, the declaration and the site's evaluation; ``m3fed site check`` counts them.
 """
 from __future__ import annotations
@@ -65,7 +65,7 @@ class SiteConfig:
     def node_config(self) -> dict[str, str]:
         """What the ClientApp reads from ``context.node_config`` on this SuperNode."""
         config = {"site-name": self.site, "data-path": str(self.data), "state-dir": str(self.state_dir),
-                  # what the site contributes (client.client_app.site_selection), comma-separated
+                  # what the site contributes (client.app.node.site_selection), comma-separated
                   "languages": ",".join(self.languages), "modalities": ",".join(self.modalities)}
         if self.privacy_policy:
             config.update({"privacy-policy": str(self.privacy_policy), "privacy-ledger": str(self.ledger)})
@@ -150,12 +150,12 @@ def inspect_site(cfg: SiteConfig, *, image_size: int):
     """``check_site``'s summary and the decoded training examples the site contributes.
 
     Besides the data check's keys, the summary has ``not_contributed`` (what ``languages`` and
-    ``modalities`` leave out, ``client.sources.selection``) and ``warnings`` (a selected language
+    ``modalities`` leave out, ``client.data.sources.selection``) and ``warnings`` (a selected language
     or modality the data does not have). A selection that leaves no training record is an error.
     """
-    from client.cli import read_dataset
+    from client.admin.data_cli import read_dataset
+    from client.admin.keys import check_site_key, load_certificate, make_private
     from privacy.policy import load_policy
-    from server.pki import check_site_key, load_certificate, make_private
 
     if not cfg.insecure:
         load_certificate(cfg.ca_certificate)

@@ -21,8 +21,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from client.dataset import Examples, decode
-from client.sources import DataReport, Record
+from client.data.dataset import Examples, decode
+from client.data.sources import DataReport, Record
 
 FORMAT = "m3fed.decoded/1"
 log = logging.getLogger(__name__)

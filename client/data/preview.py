@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from client.dicom import DICOM_SUFFIXES, read_header
-from client.images import load_image, save_png, to_model_input
+from client.data.dicom import DICOM_SUFFIXES, read_header
+from client.data.images import load_image, save_png, to_model_input
 
 
 def preview_file(
@@ -25,7 +25,7 @@ def preview_file(
     the header alone.
 
     Raises:
-        DataError: the file cannot be loaded (see :func:`client.images.load_image`).
+        DataError: the file cannot be loaded (see :func:`client.data.images.load_image`).
     """
     image = load_image(path, ct_window=ct_window)
     save_png(to_model_input(image, size), out_png)

@@ -1,9 +1,9 @@
 """``m3fed site start``: a hospital's daemon, Flower's SuperNode plus the approval guard.
 
-The site is checked first (``client.site_config.check_site``); then two processes run under this
+The site is checked first (``client.admin.site_config.check_site``); then two processes run under this
 one, and stop with it: ``flower-supernode`` (outbound HTTPS to the SuperLink only, TLS verified
 against the consortium CA, authenticated with the site's key; ClientApps isolated in separate
-processes) and ``client.guard`` (Flower's SuperExec, launching ClientApps only from approved app
+processes) and ``client.admin.guard`` (Flower's SuperExec, launching ClientApps only from approved app
 bundles). The SuperNode's runtime API (``127.0.0.1:runtime_port``, where tasks and their tokens are
 handed out) answers ``acquire-task`` only when it is signed with ``state_dir/superexec.secret``
 (0600), which only the guard holds. Its state (Flower's home, the DP ledger, the guard's refusals,
@@ -25,8 +25,8 @@ import threading
 import time
 from pathlib import Path
 
+from client.admin.site_config import SiteConfig
 from client.errors import DataError
-from client.site_config import SiteConfig
 
 REFUSED_KEY = "Failed to activate SuperNode"  # flower-supernode's message for an unregistered key (exit 305)
 # flower-supernode's log lines (flwr.supercore.retry.*_retry, flwr.supernode.start_client_internal):
@@ -65,7 +65,8 @@ def supernode_command(cfg: SiteConfig) -> list[str]:
 
 
 def guard_command(cfg: SiteConfig, supernode_pid: int) -> list[str]:
-    return [sys.executable, "-m", "client.guard", "serve", "--runtime-api-address", f"127.0.0.1:{cfg.runtime_port}",
+    return [sys.executable, "-m", "client.admin.guard", "serve",
+            "--runtime-api-address", f"127.0.0.1:{cfg.runtime_port}",
             "--site", cfg.site, "--approved", ",".join(cfg.approved_apps),
             "--superexec-auth-secret-file", str(cfg.superexec_secret),
             "--refusal-log", str(cfg.state_dir / "refused-apps.jsonl"), "--parent-pid", str(supernode_pid)]
@@ -83,7 +84,7 @@ def app_hash(app: str | Path) -> str:
 
 def run_site(cfg: SiteConfig) -> int:
     """Run until stopped (SIGTERM/SIGINT) or until the SuperNode exits; children never outlive this."""
-    from server.pki import ensure_secret, make_private
+    from client.admin.keys import ensure_secret, make_private
 
     os.umask(0o077)  # inherited by the SuperNode, the guard and every ClientApp: nothing here for other users
     make_private(cfg.state_dir)

@@ -41,7 +41,7 @@ def difference_text(metrics: dict) -> str:
     return f"{d['difference']:+.3f} ({low:+.3f} to {high:+.3f})"
 
 
-def _bleu(metrics: dict, lang: str):
+def bleu_of(metrics: dict, lang: str):
     value = (metrics.get("bleu") or {}).get(lang)
     return value["bleu4"] if isinstance(value, dict) else value
 
@@ -162,7 +162,7 @@ def dp_cost_section(results: dict) -> list[str]:
             "|---|---|" + "---|" * len(langs),
             f"| without DP | {_f(plain['auc_macro'])} | " + " | ".join(_f(plain['bleu'][lang]) for lang in langs) + " |",
             f"| with DP | {_f(results['final']['auc_macro'])} | "
-            + " | ".join(_f(_bleu(results['final'], lang)) for lang in langs) + " |"]
+            + " | ".join(_f(bleu_of(results['final'], lang)) for lang in langs) + " |"]
 
 
 def write_report(run_dir: Path) -> Path:
@@ -187,7 +187,7 @@ def write_report(run_dir: Path) -> Path:
               "|---|---|---|" + "---|" * len(langs) + "---|"]
     for label, m in comparison_rows(results):
         lines.append(f"| {label} | {_f(m['auc_macro'])} | {difference_text(m)} | "
-                     + " | ".join(_f(_bleu(m, lang)) for lang in langs) + f" | {_f(m.get('seconds'), 0)} |")
+                     + " | ".join(_f(bleu_of(m, lang)) for lang in langs) + f" | {_f(m.get('seconds'), 0)} |")
     method = ((results.get("baselines") or {}).get("auc_difference") or {}).get("method")
     if method:
         lines += ["", f"Intervals: {method}."]

@@ -1,15 +1,14 @@
-"""The Flower ClientApp (Message API): a thin shell around ``client.site`` and ``shared_model``.
+"""The Flower ClientApp (Message API): a thin shell around ``client.app.site`` and ``shared_model``.
 
-Where a site's data is: ``node_config["data-path"]`` on a real SuperNode; in a simulation the
-virtual node's ``partition-id`` picks ``<run-dir>/sites/<name>/manifest.jsonl``.
+Where a site's data and state are (``client.app.node``): ``node_config["data-path"]`` on a real
+SuperNode; in a simulation the virtual node's ``partition-id`` picks
+``<run-dir>/sites/<name>/manifest.jsonl``.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
-from pathlib import Path
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
@@ -17,12 +16,12 @@ from flwr.common.constant import ErrorCode
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from client.faults import poison_of, poisoned  # noqa: E402
-from client.progress import report_progress  # noqa: E402
-from client.secagg import is_secure, secure_train  # noqa: E402
-from server.strategy import local_epochs_for, objective_progress  # noqa: E402
+from client.app.faults import poison_of, poisoned  # noqa: E402
+from client.app.node import data_path_of, decoded_cache_dir, site_name_of, site_selection, site_state_dir  # noqa: E402
+from client.app.progress import report_progress  # noqa: E402
+from client.app.secagg import is_secure, secure_train  # noqa: E402
 from shared_model.config import get_preset, trained_keys  # noqa: E402
-from sim.standalone import standalone_run_dir  # noqa: E402
+from shared_model.schedule import local_epochs_for, objective_progress  # noqa: E402
 
 # torch, timm and transformers are imported inside the handlers: a SuperNode starts a new
 # process for every message, and three of SecAgg+'s four stages never touch the model.
@@ -32,55 +31,9 @@ NAN = float("nan")
 PRIVACY_STATEMENT = "privacy-statement"  # evaluate replies: ConfigRecord {"json": the site's privacy statement}
 
 
-def data_path_of(context: Context) -> str:
-    """Where this node's data is."""
-    if "data-path" in context.node_config:
-        return str(context.node_config["data-path"])
-    run_dir = Path(str(context.run_config["run-dir"]) or standalone_run_dir(context.run_id))
-    names = json.loads((run_dir / "sites.json").read_text(encoding="utf-8"))["sites"]
-    name = names[int(context.node_config["partition-id"])]
-    return str(run_dir / "sites" / name / "manifest.jsonl")
-
-
-def site_name_of(context: Context) -> str:
-    """A deployed site's name from its node config; a virtual site's from the simulation's sites.json."""
-    if "site-name" in context.node_config:
-        return str(context.node_config["site-name"])
-    return Path(data_path_of(context)).parent.name
-
-
-def site_state_dir(context: Context) -> Path:
-    """Where this site keeps what it carries from round to round of one run (never sent anywhere).
-
-    A deployed site: under the daemon's ``state-dir``, one folder per run (keyed by the run's
-    directory, which ``--resume`` keeps). A virtual site: ``<run-dir>/sites/<name>/state``.
-    """
-    if "state-dir" in context.node_config:
-        key = hashlib.sha256(str(context.run_config.get("run-dir", "") or context.run_id).encode()).hexdigest()[:16]
-        return Path(str(context.node_config["state-dir"])) / "runs" / key
-    return Path(data_path_of(context)).parent / "state"
-
-
-def decoded_cache_dir(context: Context) -> str | None:
-    """A deployed site keeps its decoded images under its state dir (``client.decoded_cache``); a
-    simulated site's worker process lives for the whole run and keeps them in memory instead."""
-    return str(Path(str(context.node_config["state-dir"])) / "decoded") if "state-dir" in context.node_config else None
-
-
-def site_selection(context: Context) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
-    """(languages, modalities) a deployed site contributes (its site.yaml, via ``node_config``);
-    None: every one (a simulated site, or a SuperNode started without them). Sorted tuples, so
-    ``client.site.site_examples`` caches one selection once."""
-    def listed(key: str) -> tuple[str, ...] | None:
-        if key not in context.node_config:
-            return None
-        return tuple(sorted({v.strip() for v in str(context.node_config[key]).split(",") if v.strip()}))
-    return listed("languages"), listed("modalities")
-
-
 def _training_examples(context: Context, image_size: int):
-    """This site's contributed training examples (``client.site.site_examples``)."""
-    from client.site import site_examples
+    """This site's contributed training examples (``client.app.site.site_examples``)."""
+    from client.app.site import site_examples
 
     languages, modalities = site_selection(context)
     return site_examples(data_path_of(context), image_size, "train", decoded_cache_dir(context),
@@ -128,8 +81,8 @@ def train(msg: Message, context: Context, index: int) -> Message:
 
 def train_content(content: RecordDict, context: Context, index: int) -> RecordDict:
     """The reply content of one local update: the trained half, metrics, and a refusal's reason."""
-    from client.site import failure_after, local_update
-    from client.site_privacy import ReleasedUpdates, private_round, run_key, site_privacy
+    from client.app.site import failure_after, local_update
+    from client.app.site_privacy import ReleasedUpdates, private_round, run_key, site_privacy
     from privacy.accounting import PrivacyBudgetExhausted, RoundRefused
     from privacy.ledger import LedgerError
     from shared_model.kept_state import RoundFiles
@@ -215,13 +168,13 @@ def _receipt(content: RecordDict) -> dict | None:
 @app.query()
 @_guarded
 def declare(msg: Message, context: Context, index: int) -> Message:
-    """The site's declaration (``client.site.declaration``), asked once before its first round.
+    """The site's declaration (``client.app.site.declaration``), asked once before its first round.
 
     Its data is decoded here, so a simulated site's first round does not pay for it, and a site
     under a privacy policy states the ε it has spent so far (its ledger, replayed).
     """
-    from client.site import declaration
-    from client.site_privacy import site_privacy
+    from client.app.site import declaration
+    from client.app.site_privacy import site_privacy
 
     examples = _training_examples(context, get_preset(str(context.run_config["preset"])).image_size)
     from privacy.ledger import LedgerError
@@ -247,8 +200,8 @@ def evaluate(msg: Message, context: Context, index: int) -> Message:
     or not its policy releases the metrics: the statement is not an evaluation of private data,
     it restates the ε the site already states every round, replayed from its ledger.
     """
-    from client.site import local_evaluation
-    from client.site_privacy import site_policy
+    from client.app.site import local_evaluation
+    from client.app.site_privacy import site_policy
 
     model, cfg, device = _global_model(msg.content, context)
     data = data_path_of(context)
@@ -264,8 +217,8 @@ def evaluate(msg: Message, context: Context, index: int) -> Message:
 
 def statement_record(context: Context) -> dict:
     """``{PRIVACY_STATEMENT: ConfigRecord({"json": ...})}`` for a site under a privacy policy, else {}:
-    its statement replayed from its ledger (``client.site_privacy.site_statement``), a few KB."""
-    from client.site_privacy import privacy_paths, site_statement
+    its statement replayed from its ledger (``client.app.site_privacy.site_statement``), a few KB."""
+    from client.app.site_privacy import privacy_paths, site_statement
 
     paths = privacy_paths(context)
     if paths is None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from client.data.sources.csvfiles import read_csv
+from client.data.sources.records import MODALITIES, SPLITS, DataReport, Record, parse_label
 from client.errors import DataError
-from client.sources.csvfiles import read_csv
-from client.sources.records import MODALITIES, SPLITS, DataReport, Record, parse_label
 from shared_model.findings import CHEXPERT_LABELS, LANGUAGES
 
 MANIFEST_NAMES = ("manifest.csv", "manifest.jsonl")

@@ -88,7 +88,7 @@ class ApprovedAppsPlugin(AutoExecPlugin):
                 f.write(json.dumps({"run_id": int(task.run_id), "fab_hash": fab_hash, "reason": reason}) + "\n")
         if task.type != TaskType.CLIENT_APP:  # no message protocol we know to answer: left to expire
             return LaunchResult.failed(reason)
-        refusal = subprocess.Popen([sys.executable, "-m", "client.guard", "refuse", "--runtime-api-address",
+        refusal = subprocess.Popen([sys.executable, "-m", "client.admin.guard", "refuse", "--runtime-api-address",
                                     self.runtime_api_address, "--reason", reason],
                                    stdin=subprocess.PIPE, text=True)
         try:
@@ -135,7 +135,7 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m client.guard")
+    parser = argparse.ArgumentParser(prog="python -m client.admin.guard")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve")
     p.add_argument("--runtime-api-address", required=True)

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from shared_model.config import get_preset
 
-# client.dataset and client.preview load torch: imported where used, so that `m3fed --help` and
+# client.data.dataset and client.data.preview load torch: imported where used, so that `m3fed --help` and
 # a mistyped option answer at once.
 
 
@@ -19,7 +19,7 @@ def check_dataset(data: str, image_size: int, *, max_records_per_patient: int | 
 
     With a DP policy's ``max_records_per_patient``, the training studies a DP round drops to enforce
     it are listed too (skipped, reason "over max_records_per_patient") and counted. ``languages`` /
-    ``modalities``: what a site contributes (``client.sources.selection``); the rest is not read
+    ``modalities``: what a site contributes (``client.data.sources.selection``); the rest is not read
     further and is counted under ``not_contributed``.
     """
     return read_dataset(data, image_size, max_records_per_patient=max_records_per_patient, languages=languages,
@@ -29,8 +29,8 @@ def check_dataset(data: str, image_size: int, *, max_records_per_patient: int | 
 def read_dataset(data: str, image_size: int, *, max_records_per_patient: int | None = None,
                  languages: tuple[str, ...] | None = None, modalities: tuple[str, ...] | None = None):
     """``check_dataset``'s summary and the decoded training examples it checked (before the DP cap)."""
-    from client.dataset import decode
-    from client.sources import load_records, select_records
+    from client.data.dataset import decode
+    from client.data.sources import load_records, select_records
     from privacy.sampling import cap_studies_per_patient
 
     records, report = load_records(data)
@@ -75,7 +75,7 @@ def _print_summary(console: Console, s: dict) -> None:
 
 
 def _preview(args: argparse.Namespace) -> int:
-    from client.preview import preview_file
+    from client.data.preview import preview_file
 
     size = args.size or get_preset(args.preset).image_size
     window = tuple(args.ct_window) if args.ct_window else None

@@ -1,6 +1,6 @@
 """``m3fed site check``'s privacy plan: the site's policy planned over the consortium's schedule.
 
-Each round is planned exactly as the ClientApp plans it (``client.site_privacy.plan_schedule``, which
+Each round is planned exactly as the ClientApp plans it (``client.app.site_privacy.plan_schedule``, which
 calls ``plan_round`` with the ledger as it stands plus the rounds planned before), so the ε printed
 here is what the rounds would spend. A policy that fits no round makes ``site check`` fail and
 ``site start`` warn (the site joins; every round is refused and reported to the operator).
@@ -14,7 +14,7 @@ def _run_defaults() -> dict:
     """The app's run config (local epochs, schedule), as a run without overrides uses it."""
     import tomllib
 
-    from sim.federation import APP_DIR
+    from shared_model.app import APP_DIR
 
     defaults = {"local-epochs": 1, "lm-local-epochs": 0, "schedule": "alternate"}  # an installed copy's fallback
     app = APP_DIR / "pyproject.toml"
@@ -34,10 +34,10 @@ def privacy_plan(cfg, train, *, rounds: int | None, local_epochs: int | None, jo
     """
     if not cfg.privacy_policy:
         return True, []
-    from client.site_privacy import plan_schedule
+    from client.app.site_privacy import plan_schedule
     from privacy.ledger import LedgerError, is_round, read_lines
     from privacy.policy import load_policy
-    from server.strategy import local_epochs_for, objective_for
+    from shared_model.schedule import local_epochs_for, objective_for
 
     policy, run = load_policy(cfg.privacy_policy), _run_defaults()
     try:

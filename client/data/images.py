@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from client.dicom import DICOM_SUFFIXES, read_dicom
+from client.data.dicom import DICOM_SUFFIXES, read_dicom
 from client.errors import DataError
 
 _RASTER_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}

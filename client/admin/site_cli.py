@@ -5,9 +5,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from shared_model.app import APP_DIR
+
 
 def _keygen(args) -> int:
-    from server.pki import site_keygen
+    from client.admin.keys import site_keygen
 
     private, public = site_keygen(Path(args.out))
     print(f"wrote {private} (stays at this site, mode 600) and {public} (send it to the consortium operator)")
@@ -16,8 +18,8 @@ def _keygen(args) -> int:
 
 def _checked(args):
     """Load and check site.yaml and the data; print what the site contributes. (config, training examples)"""
-    from client.site_config import inspect_site, load_site_config
-    from client.sources import describe_left_out
+    from client.admin.site_config import inspect_site, load_site_config
+    from client.data.sources import describe_left_out
     from shared_model.config import get_preset
 
     cfg = load_site_config(args.config)
@@ -35,7 +37,7 @@ def _checked(args):
 
 def _check(args) -> int:
     cfg, train = _checked(args)
-    from client.site_plan import privacy_plan
+    from client.admin.site_plan import privacy_plan
 
     fits, lines = privacy_plan(cfg, train, rounds=args.rounds, local_epochs=args.local_epochs, joining=False)
     for line in lines:
@@ -49,8 +51,8 @@ def _check(args) -> int:
 
 
 def _start(args) -> int:
-    from client.daemon import run_site
-    from client.site_plan import privacy_plan
+    from client.admin.daemon import run_site
+    from client.admin.site_plan import privacy_plan
 
     cfg, train = _checked(args)
     _, lines = privacy_plan(cfg, train, rounds=None, local_epochs=None, joining=True)  # warns; it may still join
@@ -60,15 +62,15 @@ def _start(args) -> int:
 
 
 def _unit(args) -> int:
-    from client.daemon import systemd_unit
-    from client.site_config import load_site_config
+    from client.admin.daemon import systemd_unit
+    from client.admin.site_config import load_site_config
 
     print(systemd_unit(Path(args.config), load_site_config(args.config), user=args.user), end="")
     return 0
 
 
 def _hash(args) -> int:
-    from client.daemon import app_hash
+    from client.admin.daemon import app_hash
 
     print(app_hash(args.app))
     return 0
@@ -109,5 +111,5 @@ def add_site_commands(sub: argparse._SubParsersAction) -> None:
 
     app = sub.add_parser("app", help="app bundles").add_subparsers(dest="app_command", required=True)
     p = app.add_parser("hash", help="sha256 of the app bundle flwr builds from a folder (for approved_apps)")
-    p.add_argument("--app", default=str(Path(__file__).resolve().parent.parent))
+    p.add_argument("--app", default=str(APP_DIR))
     p.set_defaults(func=_hash)

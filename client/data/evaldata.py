@@ -5,8 +5,8 @@ import random
 
 import numpy as np
 
-from client.dataset import Examples
-from client.sources.records import Record
+from client.data.dataset import Examples
+from client.data.sources.records import Record
 
 
 def image_groups(test: Examples, group_of_patient: dict[str, str]) -> dict[str, set[int]]:

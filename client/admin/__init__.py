@@ -1,0 +1,1 @@
+"""A site's administration: its site.yaml, checks, keys and the daemon that runs its SuperNode."""

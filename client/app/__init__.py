@@ -1,0 +1,1 @@
+"""The ClientApp and what a round runs at a site: local update, privacy, SecAgg+, faults, progress."""
