@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
-from flwr.common import FitIns, Parameters, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.common import FitIns, ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.app.message_type import MessageType
 from flwr.common.constant import ErrorCode
 from flwr.common.secure_aggregation.secaggplus_constants import Key, RECORD_KEY_CONFIGS

@@ -8,7 +8,7 @@ import pytest
 
 from client.data.sources import load_records
 from client.data.sources.records import Record
-from sim.partition import SiteSpec, primary_label, assign_patients, parse_partition, write_sites
+from sim.partition import SiteSpec, assign_patients, parse_partition, write_sites
 
 
 def test_partition_schemes_parse():
