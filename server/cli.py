@@ -79,8 +79,7 @@ def _run(args) -> int:
         record = resume_run(state=_state(args.state), run_dir=out, overrides=overrides, **_connection(args))
     else:
         out = Path(args.out)
-        defaults = {"num-server-rounds": 4, "min-sites": 2, "schedule": "alternate", "local-epochs": 1, "seed": 0}
-        record = submit_run(state=_state(args.state), out=out, run_config={**defaults, **overrides},
+        record = submit_run(state=_state(args.state), out=out, run_config=overrides,
                             app=Path(args.app) if args.app else _default_app(), **_connection(args))
     print(f"run {record.get('run-id')} {record.get('status')}; results: {out.resolve() / 'results.json'} "
           "(on the SuperLink's host)")

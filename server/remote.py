@@ -28,13 +28,20 @@ from pathlib import Path
 from client.errors import DataError
 from server.superlink import CONNECTION, flower_env, flwr_cli, operator_home
 from shared_model.app import APP_DIR, toml_value
+from shared_model.run_config import RunConfig
 
 SUBMITTED = "submitted-runs.json"
 START_TIMEOUT = 180.0  # seconds a submitted run may stay pending before m3fed run stops it
 
 
 def deployment_run_config(out: Path, overrides: dict) -> dict:
-    return {"run-dir": str(Path(out).resolve()), "data": "", "client-eval-every": 1, **overrides}
+    """The whole run config a deployment submits (``RunConfig``'s defaults, then ``overrides``): checked
+    here, so a mistyped ``--run-config`` key or value is refused before anything is submitted."""
+    given = {"run-dir": str(Path(out).resolve()), "data": "", "client-eval-every": 1, **overrides}
+    try:
+        return RunConfig.from_run_config(given).to_run_config()
+    except ValueError as exc:
+        raise DataError("--run-config", str(exc)) from None
 
 
 def _submitted(state: Path) -> dict[str, dict]:
@@ -82,7 +89,7 @@ def resume_run(*, state: Path, superlink: str, run_dir: Path, overrides: dict, t
             flwr_cli(home, "stop", str(entry["run_id"]), CONNECTION)
         except DataError:
             pass  # already finished or failed: nothing to stop
-    config = {**entry["run_config"], **overrides}
+    config = deployment_run_config(Path(key), {**entry["run_config"], **overrides})
     _record(state, key, {"run_config": config})
     config["resume"] = True
     return _submit(state=state, superlink=superlink, config=config, app=Path(entry["app"]), timeout=timeout)

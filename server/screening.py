@@ -26,12 +26,13 @@ import numpy as np
 from flwr.app import RecordDict
 
 from shared_model.config import trained_keys
+from shared_model.run_config import RunConfig
 
 # Honest updates of the default simulation (`m3fed sim`, tiny preset, seed 0) measured a root-mean-square
 # change per value of at most 0.0026 in contrastive rounds (L2 norm 3.8 over 2.19 M values) and 0.047
 # in report-generation rounds (63.9 over 1.85 M, the decoder's first round from random weights):
 # 1.0 leaves a margin of 20x over the largest, and an update scaled by 1e6 is far above it.
-DEFAULT_MAX_UPDATE_RMS = 1.0
+DEFAULT_MAX_UPDATE_RMS = RunConfig.max_update_rms
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,8 +46,8 @@ class ScreeningConfig:
             raise ValueError(f"--max-update-rms / max-update-rms must be >= 0, got {self.max_update_rms}")
 
     @classmethod
-    def from_run_config(cls, rc) -> "ScreeningConfig":
-        return cls(max_update_rms=float(rc.get("max-update-rms", DEFAULT_MAX_UPDATE_RMS)))
+    def from_run(cls, run: RunConfig) -> "ScreeningConfig":
+        return cls(max_update_rms=run.max_update_rms)
 
 
 @dataclass(frozen=True)

@@ -36,19 +36,20 @@ from flwr.serverapp import Grid
 from client.app.secagg import CLIPPING_RANGE, KEYS, MAX_WEIGHT
 from server.grid import DelegatingGrid
 from shared_model.config import trained_keys
+from shared_model.run_config import RunConfig
 
 
 @dataclass(frozen=True, kw_only=True)
 class SecAggConfig:
     """SecAgg+ settings (run config ``secagg-*``); fractions are of the sites in the round."""
 
-    num_shares: float = 1.0                # >1: a count; ≤1: a fraction of the sampled sites
-    reconstruction_threshold: float = 0.6  # >1: a count; ≤1: a fraction of num_shares
-    clipping_range: float = 1.0            # on updates, not weights (checked at the site)
+    num_shares: float = RunConfig.secagg_num_shares  # >1: a count; ≤1: a fraction of the sampled sites
+    reconstruction_threshold: float = RunConfig.secagg_reconstruction_threshold  # >1: a count; ≤1: of num_shares
+    clipping_range: float = RunConfig.secagg_clipping_range  # on updates, not weights (checked at the site)
     quantization_range: int = 2 ** 22
     modulus_range: int = 2 ** 32
-    timeout: float = 600.0                 # seconds per protocol stage; a site silent that long drops out
-    max_weight: float = 0.0                # 0: the largest site's example count (sites.json, then last round)
+    timeout: float = RunConfig.secagg_timeout  # seconds per protocol stage; a site silent that long drops out
+    max_weight: float = RunConfig.secagg_max_weight  # 0: the largest site's example count (sites.json, then last round)
 
     def __post_init__(self) -> None:
         if self.num_shares <= 0 or self.reconstruction_threshold <= 0:
@@ -59,13 +60,13 @@ class SecAggConfig:
             raise ValueError("secagg-modulus-range must be a power of 2 above secagg-quantization-range")
 
     @classmethod
-    def from_run_config(cls, rc) -> "SecAggConfig":
+    def from_run(cls, run: RunConfig) -> "SecAggConfig":
         def count(value: float) -> float:  # Flower reads an int as a count and a float as a fraction
             return int(value) if value > 1 else float(value)
-        return cls(num_shares=count(float(rc.get("secagg-num-shares", 1.0))),
-                   reconstruction_threshold=count(float(rc.get("secagg-reconstruction-threshold", 0.6))),
-                   clipping_range=float(rc.get("secagg-clipping-range", 1.0)),
-                   timeout=float(rc.get("secagg-timeout", 600.0)), max_weight=float(rc.get("secagg-max-weight", 0.0)))
+        return cls(num_shares=count(run.secagg_num_shares),
+                   reconstruction_threshold=count(run.secagg_reconstruction_threshold),
+                   clipping_range=run.secagg_clipping_range, timeout=run.secagg_timeout,
+                   max_weight=run.secagg_max_weight)
 
     def error_bound(self, *, sites: int, total_examples: int, max_weight: float) -> float:
         """Largest difference per value from plain FedAvg of the same updates (module docstring)."""

@@ -34,37 +34,37 @@ from server.strategy import make_strategy  # noqa: E402
 from shared_model.checkpoint import initial_model  # noqa: E402
 from shared_model.config import get_preset  # noqa: E402
 from shared_model.device import resolve_device  # noqa: E402
+from shared_model.run_config import RunConfig  # noqa: E402
 
 
 def _metrics(final: dict) -> dict:
     return {"auc_macro": final["auc_macro"], "bleu4": {lang: b["bleu4"] for lang, b in final["bleu"].items()}}
 
 
-def strategy_options(rc) -> dict:
-    name = str(rc.get("strategy", "fedavg"))
-    if name == "fedprox":
-        return {"proximal_mu": float(rc.get("proximal-mu", 0.01))}
-    if name == "fedadam":  # eta_l is informational in Flower; the sites' own lr is lr / lm-lr
-        return {"eta": float(rc.get("server-lr", 0.01)), "eta_l": float(rc["lr"])}
+def strategy_options(run: RunConfig) -> dict:
+    if run.strategy == "fedprox":
+        return {"proximal_mu": run.proximal_mu}
+    if run.strategy == "fedadam":  # eta_l is informational in Flower; the sites' own lr is lr / lm-lr
+        return {"eta": run.server_lr, "eta_l": run.lr}
     return {}
 
 
-def trust_settings(rc, *, secagg: bool) -> tuple[Aggregation, ScreeningConfig | None, SiteDPConfig]:
+def trust_settings(run: RunConfig) -> tuple[Aggregation, ScreeningConfig | None, SiteDPConfig]:
     """Aggregation, screening and site-level DP from the run config, refused together before any round
     (``m3fed sim`` checks the same in ``SimConfig``; ``m3fed run`` meets them here)."""
-    strategy, site_dp = str(rc.get("strategy", "fedavg")), SiteDPConfig.from_run_config(rc)
-    site_dp.check_compatible(strategy=strategy, secagg=secagg)
-    aggregation = Aggregation.parse(str(rc.get("aggregation", "fedavg")))
-    aggregation.check(strategy=strategy, secagg=secagg, site_dp=site_dp.on, sites=int(rc["min-sites"]))
+    site_dp = SiteDPConfig.from_run(run)
+    site_dp.check_compatible(strategy=run.strategy, secagg=run.secagg)
+    aggregation = Aggregation.parse(run.aggregation)
+    aggregation.check(strategy=run.strategy, secagg=run.secagg, site_dp=site_dp.on, sites=run.min_sites)
     # Under SecAgg+ each reply carries the unmasked sum: there is no single update to screen.
-    return aggregation, None if secagg else ScreeningConfig.from_run_config(rc), site_dp
+    return aggregation, None if run.secagg else ScreeningConfig.from_run(run), site_dp
 
 
 def main(grid: Grid, context: Context, *, run_dir: Path, data: str) -> None:
     """One run: ``run_dir`` holds its results (and, in a simulation, ``sites.json``); ``data`` is the
     server's evaluation data ("": none, a deployment)."""
-    rc = context.run_config
-    aggregation, screening, site_dp = trust_settings(rc, secagg=bool(rc.get("secagg", False)))
+    run = RunConfig.from_run_config(context.run_config)
+    aggregation, screening, site_dp = trust_settings(run)
     # A deployment names no server-side data: the server holds none, the sites evaluate (server/remote.py).
     deployed = not data
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -72,26 +72,26 @@ def main(grid: Grid, context: Context, *, run_dir: Path, data: str) -> None:
     sites = [] if deployed else json.loads((run_dir / "sites.json").read_text(encoding="utf-8"))["sites"]
     grid = PromptGrid(grid)  # replies as they arrive, not on Flower's 3-second poll
     # The one seam where SecAgg+ (legacy-only in flwr 1.42) enters: the strategy sees a Grid as before.
-    secure = SecureGrid(grid, context, SecAggConfig.from_run_config(rc), run_dir=run_dir) if bool(rc.get("secagg", False)) else None
+    secure = SecureGrid(grid, context, SecAggConfig.from_run(run), run_dir=run_dir) if run.secagg else None
     grid = secure or grid
-    cfg, device = get_preset(str(rc["preset"])), resolve_device(str(rc.get("device", "auto")))
-    model = initial_model(cfg, seed=int(rc["seed"]), init=str(rc.get("init-checkpoint", "")) or None)
-    evaluation = None if deployed else ServerEvaluation(data, cfg.image_size, seed=int(rc["seed"]), run_dir=run_dir,
+    cfg, device = get_preset(run.preset), resolve_device(run.device)
+    model = initial_model(cfg, seed=run.seed, init=run.init_checkpoint or None)
+    evaluation = None if deployed else ServerEvaluation(data, cfg.image_size, seed=run.seed, run_dir=run_dir,
                                                         sites=sites)
-    state = load_round(run_dir, model) if bool(rc["resume"]) else None
+    state = load_round(run_dir, model) if run.resume else None
     done = state["round"] if state else 0
     rounds: list[dict] = state["rounds"] if state else []
     initial: dict = state["initial"] if state else {}
-    total = int(rc["num-server-rounds"])
-    progress = str(rc.get("progress-file", ""))
-    strategy = make_strategy(str(rc.get("strategy", "fedavg")), options=strategy_options(rc),
+    total = run.num_server_rounds
+    progress = run.progress_file
+    strategy = make_strategy(run.strategy, options=strategy_options(run),
                              aggregation=aggregation, screening=screening,
-                             schedule=str(rc["schedule"]), site_names=sites, round_offset=done,
-                             min_live_sites=int(rc.get("min-live-sites", 1)), total_rounds=total,
-                             client_eval_every=int(rc.get("client-eval-every", 0)),
-                             declarations=SiteDeclarations(timeout=float(rc["round-timeout"])),
-                             fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=int(rc["min-sites"]),
-                             min_evaluate_nodes=int(rc["min-sites"]), min_available_nodes=int(rc["min-sites"]),
+                             schedule=run.schedule, site_names=sites, round_offset=done,
+                             min_live_sites=run.min_live_sites, total_rounds=total,
+                             client_eval_every=run.client_eval_every,
+                             declarations=SiteDeclarations(timeout=run.round_timeout),
+                             fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=run.min_sites,
+                             min_evaluate_nodes=run.min_sites, min_available_nodes=run.min_sites,
                              **({"weighted_by_key": WEIGHT_KEY} if site_dp.on else {}))
     strategy.receipts = ReceiptStore(run_dir / "receipts")  # each DP site's ledger head, kept across --resume
     if state:
@@ -135,7 +135,7 @@ def main(grid: Grid, context: Context, *, run_dir: Path, data: str) -> None:
     try:
         if total - done > 0:
             strategy.start(grid=grid, initial_arrays=ArrayRecord(model.state_dict()), num_rounds=total - done,
-                           timeout=float(rc["round-timeout"]), train_config=ConfigRecord({}),
+                           timeout=run.round_timeout, train_config=ConfigRecord({}),
                            evaluate_config=ConfigRecord({}), evaluate_fn=evaluate)
         else:
             evaluate(0, ArrayRecord(model.state_dict()))
@@ -143,7 +143,7 @@ def main(grid: Grid, context: Context, *, run_dir: Path, data: str) -> None:
         stopped = str(exc)
     if stopped and not last.get("bleu") and evaluation:
         last.update(evaluation(model, device, reports=True))
-    write_results(run_dir, mode="federated", config=dict(rc), final=last, rounds=rounds,
+    write_results(run_dir, mode="federated", config=run.to_run_config(), final=last, rounds=rounds,
                   data_report=evaluation.data_report if evaluation else {},
                   seconds={"total": time.perf_counter() - started, "declarations": strategy.declarations.seconds},
                   sites=sites or sorted(set(strategy.node_names.values())), initial=initial,

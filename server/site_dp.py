@@ -34,6 +34,7 @@ from flwr.supercore.privacy_accounting import (GaussianPrivacyEvent, Neighboring
 from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
 from shared_model.config import fill_aliases, trained_keys
+from shared_model.run_config import RunConfig
 from shared_model.schedule import objective_for
 
 WEIGHT_KEY = "site-weight"  # the equal weight each reply gets (Flower's FedAvg weights by a metric)
@@ -43,10 +44,10 @@ WEIGHT_KEY = "site-weight"  # the equal weight each reply gets (Flower's FedAvg 
 class SiteDPConfig:
     """Run config ``site-dp-*``; ``noise_multiplier`` 0 means off."""
 
-    noise_multiplier: float = 0.0
-    clipping_norm: float = 1.0
-    delta: float = 1e-5
-    max_epsilon: float = 0.0  # 0: no limit; otherwise the run stops before a round would exceed it
+    noise_multiplier: float = RunConfig.site_dp_noise_multiplier
+    clipping_norm: float = RunConfig.site_dp_clipping_norm
+    delta: float = RunConfig.site_dp_delta
+    max_epsilon: float = RunConfig.site_dp_max_epsilon  # 0: no limit; otherwise the run stops before a round would exceed it
 
     def __post_init__(self) -> None:
         # Named as flag / run-config key: the same checks serve `m3fed sim` and `m3fed run`.
@@ -75,10 +76,9 @@ class SiteDPConfig:
                              "FedAdam's would run after it: use fedavg or fedprox")
 
     @classmethod
-    def from_run_config(cls, rc) -> "SiteDPConfig":
-        return cls(noise_multiplier=float(rc.get("site-dp-noise-multiplier", 0.0)),
-                   clipping_norm=float(rc.get("site-dp-clipping-norm", 1.0)),
-                   delta=float(rc.get("site-dp-delta", 1e-5)), max_epsilon=float(rc.get("site-dp-max-epsilon", 0.0)))
+    def from_run(cls, run: RunConfig) -> "SiteDPConfig":
+        return cls(noise_multiplier=run.site_dp_noise_multiplier, clipping_norm=run.site_dp_clipping_norm,
+                   delta=run.site_dp_delta, max_epsilon=run.site_dp_max_epsilon)
 
 
 def site_level_epsilon(*, noise_multiplier: float, rounds: int, delta: float) -> float:

@@ -14,15 +14,16 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from server.server_app import main as run_server
+from shared_model.run_config import RunConfig
 
 serverapp = ServerApp()
 
 
 @serverapp.main()
 def main(grid: Grid, context: Context) -> None:
-    rc = context.run_config
-    run_dir, data = Path(str(rc["run-dir"])), str(rc["data"])
-    if not str(rc["run-dir"]):
+    run = RunConfig.from_run_config(context.run_config)
+    run_dir, data = Path(run.run_dir), run.data
+    if not run.run_dir:
         from sim.standalone import prepare_standalone  # `flwr run .` on its own: the default federation
 
         run_dir, data = prepare_standalone(context.run_id, num_sites=len(list(grid.get_node_ids())))

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 from client.app.faults import POISONS
 from server.aggregation import Aggregation
-from server.screening import DEFAULT_MAX_UPDATE_RMS, ScreeningConfig
+from server.screening import ScreeningConfig
 from server.site_dp import SiteDPConfig
 from server.strategy import STRATEGIES
 from shared_model.config import get_preset
 from shared_model.errors import CheckpointError
+from shared_model.run_config import RunConfig as Run
 from shared_model.schedule import check_schedule, objective_for
 from sim.partition import SiteSpec, parse_partition
 
@@ -20,50 +21,47 @@ class SimConfig:
     data: str
     out: str
     sites: int = 4
-    rounds: int = 12
+    rounds: int = Run.num_server_rounds
     partition: str = "dirichlet:0.5"
     languages: tuple[str, ...] = ("en", "zh", "en", "zh")  # one per site, cycled
     text_only_sites: int = 1  # the last N sites keep reports only
-    local_epochs: int = 2
-    lm_local_epochs: int = 0  # report-generation rounds (0: same as local_epochs)
-    batch_size: int = 32
-    schedule: str = "staged:8"  # 8 contrastive rounds, then report generation
-    preset: str = "tiny"
-    seed: int = 0
-    timeout: float = 3600.0
+    local_epochs: int = Run.local_epochs
+    lm_local_epochs: int = Run.lm_local_epochs  # report-generation rounds (0: same as local_epochs)
+    batch_size: int = Run.batch_size
+    schedule: str = Run.schedule
+    preset: str = Run.preset
+    seed: int = Run.seed
+    timeout: float = 3600.0  # seconds the whole Flower run may take
     drop_sites: int = 0  # sites that die mid-round from the middle round on, chosen from the seed
     poison_sites: int = 0  # sites that send a bad reply from the middle round on, chosen from the seed
-    poison: str = "nan"  # which bad reply (client/app/faults.py)
-    aggregation: str = "fedavg"  # Flower's FedAvg or a robust aggregator (server/aggregation.py)
-    max_update_rms: float = DEFAULT_MAX_UPDATE_RMS  # screening's bound on a reply's update (server/screening.py)
-    strategy: str = "fedavg"
-    proximal_mu: float = 0.01
-    server_lr: float = 0.01
-    lr: float = 1e-3
-    # Report generation: a site holds a quarter of the reports, so per round it takes a quarter of
-    # pooled training's steps; smaller batches and a higher rate give its decoder steps that count
-    # (BENCHMARKS.md, LM replay).
-    lm_lr: float = 3e-3
-    lm_batch_size: int = 16
+    poison: str = Run.poison  # which bad reply (client/app/faults.py)
+    aggregation: str = Run.aggregation  # Flower's FedAvg or a robust aggregator (server/aggregation.py)
+    max_update_rms: float = Run.max_update_rms  # screening's bound on a reply's update (server/screening.py)
+    strategy: str = Run.strategy
+    proximal_mu: float = Run.proximal_mu
+    server_lr: float = Run.server_lr
+    lr: float = Run.lr
+    lm_lr: float = Run.lm_lr  # report generation (BENCHMARKS.md, LM replay)
+    lm_batch_size: int = Run.lm_batch_size
     # Each site keeps its AdamW state across its rounds (the baselines do the same); False: a
     # fresh optimiser every round (BENCHMARKS.md compares the two).
-    keep_optimizer: bool = True
-    min_live_sites: int = 1
-    client_eval_every: int = 0
+    keep_optimizer: bool = Run.keep_optimizer
+    min_live_sites: int = Run.min_live_sites
+    client_eval_every: int = Run.client_eval_every
     # Ray runs floor(cores / cpus_per_site) sites at once. All cores to one site at a time keeps a
     # large site from straggling on one core while the others idle (Dirichlet sizes are skewed).
     cpus_per_site: int = max(1, os.cpu_count() or 1)
     compare: bool = True  # also train pooled and single-site baselines on the same schedule
     dp: str | None = None  # a site privacy policy (YAML): DP-SGD, ledgers, refusal
     dp_sites: int | None = None  # the first N sites get the policy, the others train without DP (None: all)
-    secagg: bool = False  # Flower's SecAgg+ on the sites' updates
-    secagg_threshold: float = 0.6  # reconstruction threshold: a count (>1) or a fraction of the shares
-    secagg_shares: float = 1.0  # num_shares: a count (>1) or a fraction of the round's sites (1.0: all)
-    secagg_timeout: float = 600.0  # seconds per protocol stage
-    site_dp: float = 0.0  # site-level DP: noise multiplier z on the mean of clipped site updates (0: off)
-    site_dp_clip: float = 1.0  # L2 clipping norm C of one site's update
-    site_dp_delta: float = 1e-5
-    site_dp_max_epsilon: float = 0.0  # 0: no limit; otherwise stop before a round would exceed it
+    secagg: bool = Run.secagg  # Flower's SecAgg+ on the sites' updates
+    secagg_threshold: float = Run.secagg_reconstruction_threshold  # a count (>1) or a fraction of the shares
+    secagg_shares: float = Run.secagg_num_shares  # a count (>1) or a fraction of the round's sites
+    secagg_timeout: float = Run.secagg_timeout  # seconds per protocol stage
+    site_dp: float = Run.site_dp_noise_multiplier  # site-level DP's noise multiplier (0: off)
+    site_dp_clip: float = Run.site_dp_clipping_norm  # L2 clipping norm C of one site's update
+    site_dp_delta: float = Run.site_dp_delta
+    site_dp_max_epsilon: float = Run.site_dp_max_epsilon  # 0: no limit
     # An m3fed checkpoint (e.g. pretrained on public data) the federation and its baselines start from
     # instead of weights drawn from the seed.
     init: str | None = None

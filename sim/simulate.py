@@ -20,6 +20,7 @@ from shared_model.checkpoint import load_checkpoint
 from shared_model.config import get_preset
 from shared_model.device import resolve_device
 from shared_model.objectives import TrainConfig
+from shared_model.run_config import RunConfig
 from sim.baselines import run_baselines
 from sim.flower_launch import run_flower
 from sim.live import LiveProgress
@@ -31,21 +32,21 @@ PROGRESS = "progress.jsonl"
 
 def run_config_of(cfg: SimConfig, out: Path, *, resume: bool) -> dict:
     """The Flower run config (kebab-case keys of ``[tool.flwr.app.config]``) for this simulation."""
-    return {"run-dir": str(out), "data": str(Path(cfg.data).resolve()), "num-server-rounds": cfg.rounds,
-            "min-sites": cfg.sites, "local-epochs": cfg.local_epochs,
-            "lm-local-epochs": cfg.lm_local_epochs, "schedule": cfg.schedule,
-            "preset": cfg.preset, "seed": cfg.seed, "batch-size": cfg.batch_size, "resume": resume,
-            "lm-batch-size": cfg.lm_batch_size, "keep-optimizer": cfg.keep_optimizer,
-            "strategy": cfg.strategy, "proximal-mu": cfg.proximal_mu, "server-lr": cfg.server_lr, "lr": cfg.lr,
-            "lm-lr": cfg.lm_lr, "min-live-sites": cfg.min_live_sites, "client-eval-every": cfg.client_eval_every,
-            "progress-file": str(out / PROGRESS), "secagg": cfg.secagg,
-            "secagg-reconstruction-threshold": float(cfg.secagg_threshold), "secagg-timeout": cfg.secagg_timeout,
-            "secagg-num-shares": float(cfg.secagg_shares),
-            "site-dp-noise-multiplier": float(cfg.site_dp), "site-dp-clipping-norm": float(cfg.site_dp_clip),
-            "init-checkpoint": str(Path(cfg.init).resolve()) if cfg.init else "",
-            "site-dp-delta": float(cfg.site_dp_delta), "site-dp-max-epsilon": float(cfg.site_dp_max_epsilon),
-            "aggregation": cfg.aggregation, "max-update-rms": float(cfg.max_update_rms),
-            **_failure_injection(cfg)}
+    return RunConfig(
+        run_dir=str(out), data=str(Path(cfg.data).resolve()), num_server_rounds=cfg.rounds, min_sites=cfg.sites,
+        local_epochs=cfg.local_epochs, lm_local_epochs=cfg.lm_local_epochs, schedule=cfg.schedule,
+        preset=cfg.preset, seed=cfg.seed, batch_size=cfg.batch_size, resume=resume,
+        lm_batch_size=cfg.lm_batch_size, keep_optimizer=cfg.keep_optimizer, strategy=cfg.strategy,
+        proximal_mu=cfg.proximal_mu, server_lr=cfg.server_lr, lr=cfg.lr, lm_lr=cfg.lm_lr,
+        min_live_sites=cfg.min_live_sites, client_eval_every=cfg.client_eval_every,
+        progress_file=str(out / PROGRESS), secagg=cfg.secagg,
+        secagg_reconstruction_threshold=float(cfg.secagg_threshold), secagg_timeout=cfg.secagg_timeout,
+        secagg_num_shares=float(cfg.secagg_shares), site_dp_noise_multiplier=float(cfg.site_dp),
+        site_dp_clipping_norm=float(cfg.site_dp_clip), site_dp_delta=float(cfg.site_dp_delta),
+        site_dp_max_epsilon=float(cfg.site_dp_max_epsilon),
+        init_checkpoint=str(Path(cfg.init).resolve()) if cfg.init else "",
+        aggregation=cfg.aggregation, max_update_rms=float(cfg.max_update_rms), poison=cfg.poison,
+        **_failure_injection(cfg)).to_run_config()
 
 
 def run_simulation(cfg: SimConfig, *, resume: bool = False, console: Console | None = None) -> dict:
@@ -157,18 +158,18 @@ def _failure_injection(cfg: SimConfig) -> dict:
     # Drawn apart from the dying sites: the same seed need not make the same site die and lie.
     bad = (sorted(random.Random(f"poison-{cfg.seed}").sample(range(cfg.sites), cfg.poison_sites))
            if cfg.poison_sites else [])
-    return {"drop-sites": ",".join(map(str, dead)), "drop-round": middle if dead else 1,
-            "poison-sites": ",".join(map(str, bad)), "poison-round": middle if bad else 1, "poison": cfg.poison}
+    return {"drop_sites": ",".join(map(str, dead)), "drop_round": middle if dead else 1,
+            "poison_sites": ",".join(map(str, bad)), "poison_round": middle if bad else 1}
 
 
 def fault_summary(cfg: SimConfig, names: list[str]) -> dict:
     """What results.json and report.md say about the faults this run injected on purpose."""
     rc = _failure_injection(cfg)
     faults = {}
-    if rc["drop-sites"]:
-        faults["dropped"] = {"sites": [names[int(i)] for i in rc["drop-sites"].split(",")],
-                             "from_round": rc["drop-round"]}
-    if rc["poison-sites"]:
-        faults["poisoned"] = {"sites": [names[int(i)] for i in rc["poison-sites"].split(",")],
-                              "from_round": rc["poison-round"], "kind": cfg.poison}
+    if rc["drop_sites"]:
+        faults["dropped"] = {"sites": [names[int(i)] for i in rc["drop_sites"].split(",")],
+                             "from_round": rc["drop_round"]}
+    if rc["poison_sites"]:
+        faults["poisoned"] = {"sites": [names[int(i)] for i in rc["poison_sites"].split(",")],
+                              "from_round": rc["poison_round"], "kind": cfg.poison}
     return {"fault_injection": faults} if faults else {}

@@ -39,7 +39,8 @@ def _check(args) -> int:
     cfg, train = _checked(args)
     from client.admin.site_plan import privacy_plan
 
-    fits, lines = privacy_plan(cfg, train, rounds=args.rounds, local_epochs=args.local_epochs, joining=False)
+    fits, lines = privacy_plan(cfg, train, rounds=args.rounds, local_epochs=args.local_epochs,
+                               schedule=args.schedule, joining=False)
     for line in lines:
         print(line)
     if not fits:
@@ -86,6 +87,15 @@ def _positive(text: str) -> int:
     return value
 
 
+def _schedule(text: str) -> str:
+    from shared_model.schedule import check_schedule
+
+    try:
+        return check_schedule(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_site_commands(sub: argparse._SubParsersAction) -> None:
     site = sub.add_parser("site", help="run and check a hospital site").add_subparsers(dest="site_command",
                                                                                         required=True)
@@ -104,6 +114,9 @@ def add_site_commands(sub: argparse._SubParsersAction) -> None:
                                 "the policy's planned_rounds less the rounds its ledger has charged)")
             p.add_argument("--local-epochs", type=_positive, metavar="E",
                            help="local epochs per round the consortium announced (default: the app's local-epochs)")
+            p.add_argument("--schedule", type=_schedule, metavar="S",
+                           help="the schedule the consortium announced: alternate, contrastive, "
+                                "report-generation or staged:K (default: the app's schedule)")
     p = site.add_parser("systemd-unit", help="print a systemd unit that runs this site")
     p.add_argument("--config", required=True)
     p.add_argument("--user", default="m3fed")

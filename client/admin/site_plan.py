@@ -10,43 +10,31 @@ from __future__ import annotations
 from client.errors import DataError
 
 
-def _run_defaults() -> dict:
-    """The app's run config (local epochs, schedule), as a run without overrides uses it."""
-    import tomllib
-
-    from shared_model.app import APP_DIR
-
-    defaults = {"local-epochs": 1, "lm-local-epochs": 0, "schedule": "alternate"}  # an installed copy's fallback
-    app = APP_DIR / "pyproject.toml"
-    if app.is_file():
-        run = tomllib.loads(app.read_text(encoding="utf-8"))["tool"]["flwr"]["app"]["config"]
-        defaults.update({k: run[k] for k in defaults if k in run})
-    return defaults
-
-
-def privacy_plan(cfg, train, *, rounds: int | None, local_epochs: int | None, joining: bool
-                 ) -> tuple[bool, list[str]]:
+def privacy_plan(cfg, train, *, rounds: int | None, local_epochs: int | None, joining: bool,
+                 schedule: str | None = None) -> tuple[bool, list[str]]:
     """Plan the site's privacy policy over a schedule as each round would be planned: (a round fits,
     the lines to print). No policy: (True, []).
 
     ``rounds`` None: the rounds the policy still plans (planned_rounds less those the ledger has
-    charged); ``local_epochs`` None: the app's. ``joining`` (site start): say so, but only warn.
+    charged); ``local_epochs`` and ``schedule`` None: the run config's defaults (``RunConfig``).
+    ``joining`` (site start): say so, but only warn.
     """
     if not cfg.privacy_policy:
         return True, []
     from client.app.site_privacy import plan_schedule
     from privacy.ledger import LedgerError, is_round, read_lines
     from privacy.policy import load_policy
+    from shared_model.run_config import RunConfig
     from shared_model.schedule import local_epochs_for, objective_for
 
-    policy, run = load_policy(cfg.privacy_policy), _run_defaults()
+    policy, run = load_policy(cfg.privacy_policy), RunConfig()
     try:
         charged = sum(is_round(e) for e in read_lines(cfg.ledger)[1:]) if cfg.ledger.is_file() else 0
         rounds = max(policy.planned_rounds - charged, 1) if rounds is None else rounds
-        local_epochs = int(run["local-epochs"]) if local_epochs is None else local_epochs
-        epochs = {o: local_epochs_for(o, local_epochs, int(run["lm-local-epochs"]))
+        local_epochs = run.local_epochs if local_epochs is None else local_epochs
+        epochs = {o: local_epochs_for(o, local_epochs, run.lm_local_epochs)
                   for o in ("contrastive", "report-generation")}
-        objectives = [objective_for(r, str(run["schedule"])) for r in range(1, rounds + 1)]
+        objectives = [objective_for(r, schedule or run.schedule) for r in range(1, rounds + 1)]
         plan = plan_schedule(policy, train, cfg.ledger, objectives=objectives, epochs=epochs)
     except LedgerError as exc:  # every round would be refused for it too: say which file and how to look
         raise DataError(cfg.ledger, f"cannot plan from this ledger: {exc} (m3fed privacy verify --ledger "

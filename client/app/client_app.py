@@ -21,6 +21,7 @@ from client.app.node import data_path_of, decoded_cache_dir, site_name_of, site_
 from client.app.progress import report_progress  # noqa: E402
 from client.app.secagg import is_secure, secure_train  # noqa: E402
 from shared_model.config import get_preset, trained_keys  # noqa: E402
+from shared_model.run_config import RunConfig  # noqa: E402
 from shared_model.schedule import local_epochs_for, objective_progress  # noqa: E402
 
 # torch, timm and transformers are imported inside the handlers: a SuperNode starts a new
@@ -62,9 +63,8 @@ def _global_model(content: RecordDict, context: Context):
     from shared_model.device import resolve_device
     from shared_model.model import build_model
 
-    rc = context.run_config
-    cfg = get_preset(str(rc["preset"]))
-    device = resolve_device(str(rc.get("device", "auto")))
+    run = RunConfig.from_run_config(context.run_config)
+    cfg, device = get_preset(run.preset), resolve_device(run.device)
     model = build_model(cfg)
     model.load_state_dict(content["arrays"].to_torch_state_dict())
     return model.to(device), cfg, device
@@ -89,22 +89,20 @@ def train_content(content: RecordDict, context: Context, index: int) -> RecordDi
     from shared_model.objectives import TrainConfig
 
     started = time.perf_counter()
-    rc, config = context.run_config, content["config"]
+    run, config = RunConfig.from_run_config(context.run_config), content["config"]
     model, cfg, device = _global_model(content, context)
     examples = _training_examples(context, cfg.image_size)
-    train_cfg = TrainConfig(batch_size=int(rc["batch-size"]), lr=float(rc["lr"]), lm_lr=float(rc["lm-lr"]),
-                            lm_batch_size=int(rc["lm-batch-size"]) or None)
+    train_cfg = TrainConfig(batch_size=run.batch_size, lr=run.lr, lm_lr=run.lm_lr,
+                            lm_batch_size=run.lm_batch_size or None)
     # Seeded by site, not by node id (random per run), so the same seed gives the same run.
-    seed = int(rc["seed"]) * 100_003 + int(config["global-round"]) * 101 + (index if index >= 0 else context.node_id % 97)
-    dropped = {int(i) for i in str(rc.get("drop-sites", "")).split(",") if i.strip()}
+    seed = run.seed * 100_003 + int(config["global-round"]) * 101 + (index if index >= 0 else context.node_id % 97)
     global_round, objective = int(config["global-round"]), str(config["objective"])
-    dies = index in dropped and global_round >= int(rc.get("drop-round", 1))
-    update = dict(train=train_cfg, epochs=local_epochs_for(objective, int(rc["local-epochs"]),
-                                                           int(rc.get("lm-local-epochs", 0))),
+    dies = index in run.dropped and global_round >= run.drop_round
+    update = dict(train=train_cfg, epochs=local_epochs_for(objective, run.local_epochs, run.lm_local_epochs),
                   seed=seed, device=device, on_step=failure_after(1) if dies else None,
                   proximal_mu=float(config.get("proximal-mu", 0.0)),
-                  progress=objective_progress(global_round, str(rc["schedule"]), int(rc["num-server-rounds"])),
-                  memory=RoundFiles(site_state_dir(context), global_round) if rc.get("keep-optimizer", True) else None)
+                  progress=objective_progress(global_round, run.schedule, run.num_server_rounds),
+                  memory=RoundFiles(site_state_dir(context), global_round) if run.keep_optimizer else None)
     try:  # a ledger cut short, deleted or replaced is refused before anything trains
         privacy = site_privacy(context, examples, receipt=_receipt(content))
     except LedgerError as exc:
@@ -128,12 +126,12 @@ def train_content(content: RecordDict, context: Context, index: int) -> RecordDi
     # Only what this objective trained goes back (the other half did not change): fewer bytes up.
     state = model.cpu().state_dict()
     trained = {k: state[k] for k in trained_keys(state, objective)} if n else {}
-    poison = poison_of(rc, index, global_round)
+    poison = poison_of(run, index, global_round)
     if poison and n:  # a faulty site on purpose (m3fed sim --poison-sites): after training and its ledger
         trained, n = poisoned(poison, trained, content["arrays"].to_torch_state_dict(), n)
     arrays = ArrayRecord(trained)
     seconds = time.perf_counter() - started
-    report_progress(str(rc.get("progress-file", "")), event="site", round=global_round, site=index,
+    report_progress(run.progress_file, event="site", round=global_round, site=index,
                     objective=objective, loss=loss if n else None, examples=n, seconds=seconds)
     # Every site, DP or not, replies with the same keys; NaN: not stated (no DP, or loss withheld).
     metrics = {"num-examples": n, "bytes-up": arrays.count_bytes(), "site-index": index, "seconds": seconds,
@@ -176,7 +174,7 @@ def declare(msg: Message, context: Context, index: int) -> Message:
     from client.app.site import declaration
     from client.app.site_privacy import site_privacy
 
-    examples = _training_examples(context, get_preset(str(context.run_config["preset"])).image_size)
+    examples = _training_examples(context, get_preset(RunConfig.from_run_config(context.run_config).preset).image_size)
     from privacy.ledger import LedgerError
 
     metrics: dict = {"site-index": index}
@@ -206,7 +204,7 @@ def evaluate(msg: Message, context: Context, index: int) -> Message:
     model, cfg, device = _global_model(msg.content, context)
     data = data_path_of(context)
     languages, modalities = site_selection(context)
-    metrics = local_evaluation(model, data, cfg.image_size, device, seed=int(context.run_config["seed"]),
+    metrics = local_evaluation(model, data, cfg.image_size, device, seed=RunConfig.from_run_config(context.run_config).seed,
                                cache_dir=decoded_cache_dir(context), languages=languages, modalities=modalities)
     policy = site_policy(context)
     if policy is not None and "eval-metrics" not in policy.release:  # the site's policy keeps them home

@@ -10,22 +10,22 @@ only then is its reply spoiled, as a broken or hostile site would send it:
 """
 from __future__ import annotations
 
+from shared_model.run_config import RunConfig
+
 POISONS = ("nan", "inf", "scale", "shape", "weight")
 
 
-def poison_of(run_config, index: int, global_round: int) -> str | None:
+def poison_of(run: RunConfig, index: int, global_round: int) -> str | None:
     """The kind of bad reply this simulated site sends this round, if any (run config ``poison-*``).
 
     Only simulated sites (``index`` >= 0, from ``partition-id``) can be told to misbehave: a
     deployed site never spoils its own replies, whatever the server's run config says.
     """
-    sites = {int(i) for i in str(run_config.get("poison-sites", "")).split(",") if i.strip()}
-    if index < 0 or index not in sites or global_round < int(run_config.get("poison-round", 1)):
+    if index < 0 or index not in run.poisoned or global_round < run.poison_round:
         return None
-    kind = str(run_config.get("poison", "nan"))
-    if kind not in POISONS:
-        raise ValueError(f"poison must be one of {', '.join(POISONS)}, got {kind!r}")
-    return kind
+    if run.poison not in POISONS:
+        raise ValueError(f"poison must be one of {', '.join(POISONS)}, got {run.poison!r}")
+    return run.poison
 
 
 def poisoned(kind: str, trained: dict, start: dict, n: int) -> tuple[dict, int]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shared_model.app import standalone_run_dir
+from shared_model.run_config import RunConfig
 
 if TYPE_CHECKING:
     from flwr.app import Context
@@ -22,7 +23,7 @@ def data_path_of(context: Context) -> str:
     """Where this node's data is."""
     if "data-path" in context.node_config:
         return str(context.node_config["data-path"])
-    run_dir = Path(str(context.run_config["run-dir"]) or standalone_run_dir(context.run_id))
+    run_dir = Path(RunConfig.from_run_config(context.run_config).run_dir or standalone_run_dir(context.run_id))
     names = json.loads((run_dir / "sites.json").read_text(encoding="utf-8"))["sites"]
     name = names[int(context.node_config["partition-id"])]
     return str(run_dir / "sites" / name / "manifest.jsonl")
@@ -42,7 +43,8 @@ def site_state_dir(context: Context) -> Path:
     directory, which ``--resume`` keeps). A virtual site: ``<run-dir>/sites/<name>/state``.
     """
     if "state-dir" in context.node_config:
-        key = hashlib.sha256(str(context.run_config.get("run-dir", "") or context.run_id).encode()).hexdigest()[:16]
+        key = hashlib.sha256(str(RunConfig.from_run_config(context.run_config).run_dir or context.run_id)
+                             .encode()).hexdigest()[:16]
         return Path(str(context.node_config["state-dir"])) / "runs" / key
     return Path(data_path_of(context)).parent / "state"
 

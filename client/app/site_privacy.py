@@ -29,6 +29,7 @@ from privacy.policy import PolicyError, PrivacyPolicy, check_delta, load_policy
 from privacy.sampling import cap_studies_per_patient, planned_steps
 from shared_model.config import trained_keys
 from shared_model.kept_state import AfterRecord
+from shared_model.run_config import RunConfig
 
 
 @dataclass(frozen=True)
@@ -263,7 +264,7 @@ class ReleasedUpdates:
 def run_key(context) -> str:
     """A run's identity in the ledger, stable across ``--resume``: its run directory (Flower's run id is
     new on every resume). The same key as ``client.app.node.site_state_dir``."""
-    run_dir = str(context.run_config.get("run-dir", "") or "")
+    run_dir = RunConfig.from_run_config(context.run_config).run_dir
     return "run-" + hashlib.sha256(run_dir.encode()).hexdigest()[:16] if run_dir else str(context.run_id)
 
 

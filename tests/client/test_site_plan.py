@@ -65,7 +65,7 @@ def test_site_start_warns_with_the_numbers_and_what_to_change(tmp_path):
     # Prepare: a fixed σ far too small for the target
     cfg = _cfg(tmp_path, dataclasses.replace(FIXED, noise_multiplier=0.3, target_epsilon=0.5))
     # Execute
-    fits, lines = privacy_plan(cfg, site(patients=8), rounds=2, local_epochs=1, joining=True)
+    fits, lines = privacy_plan(cfg, site(patients=8), rounds=2, local_epochs=1, schedule="alternate", joining=True)
     # Assert
     text = "\n".join(lines)
     assert not fits and lines[0].startswith("warning: privacy plan: 2 rounds × 1 local epoch at ")
@@ -80,7 +80,8 @@ def test_a_schedule_that_fits_in_part_says_which_round_is_refused_first(tmp_path
     examples = site(patients=8)
     one = plan_schedule(FIXED, examples, None, objectives=ALTERNATE[:1], epochs={"contrastive": 1}).epsilon_after
     cfg = _cfg(tmp_path, dataclasses.replace(FIXED, target_epsilon=one * 1.1))
-    fits, lines = privacy_plan(cfg, examples, rounds=3, local_epochs=1, joining=True)
+    fits, lines = privacy_plan(cfg, examples, rounds=3, local_epochs=1, schedule="alternate",
+                               joining=True)
     assert fits and lines[0].startswith("privacy plan: 3 rounds × 1 local epoch at 11 records (contrastive) / "
                                         "16 records (report-generation) (σ 1, q 0.364, 3 DP steps a round): ε ")
     assert lines[0].endswith("after 3 rounds; only 1 of 3 rounds fit")
@@ -96,7 +97,7 @@ def test_a_ledger_that_charged_every_planned_round_needs_more_planned_rounds(tmp
         privacy.record(RoundPlan(units=16, steps=4, sample_rate=0.25, noise_multiplier=2.0), run_id="r", round=number)
     fits, lines = privacy_plan(_cfg(tmp_path, policy), site(patients=8), rounds=None, local_epochs=None,
                                joining=False)
-    assert not fits and lines[0].startswith("privacy plan: 1 round × 1 local epoch at ")
+    assert not fits and lines[0].startswith("privacy plan: 1 round × 2 local epochs at ")  # RunConfig's default
     assert "the policy plans 2 rounds and the ledger has charged 2" in lines[1]
     assert lines[-1].strip().startswith("to plan more rounds, raise planned_rounds in ")
 
@@ -122,7 +123,7 @@ def test_m3fed_site_check_plans_the_announced_schedule_and_fails_when_no_round_f
     policy = dataclasses.replace(FIXED, target_delta=1e-5, batch_size=8)
     # Execute / Assert: 3 rounds of 2 local epochs fit
     assert main(["site", "check", "--config", _site(tmp_path, small_mimic, policy), "--rounds", "3",
-                 "--local-epochs", "2"]) == 0
+                 "--schedule", "alternate", "--local-epochs", "2"]) == 0
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("privacy plan: "))
     assert line.startswith("privacy plan: 3 rounds × 2 local epochs at 51 records (σ 1, q 0.157, 13 DP steps "
@@ -130,7 +131,8 @@ def test_m3fed_site_check_plans_the_announced_schedule_and_fails_when_no_round_f
     assert out.rstrip().endswith("site configuration OK")
     # A policy that fits no round: not OK, exit 1, with the numbers
     tight = dataclasses.replace(policy, noise_multiplier=0.3, target_epsilon=0.5)
-    assert main(["site", "check", "--config", _site(tmp_path, small_mimic, tight), "--rounds", "2"]) == 1
+    assert main(["site", "check", "--config", _site(tmp_path, small_mimic, tight), "--rounds", "2",
+                 "--schedule", "alternate", "--local-epochs", "1"]) == 1
     captured = capsys.readouterr()
     assert "privacy plan: 2 rounds × 1 local epoch at 51 records: no round fits" in captured.out
     assert "site configuration OK" not in captured.out

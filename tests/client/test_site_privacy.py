@@ -217,7 +217,7 @@ def test_m3fed_site_check_fails_on_a_policy_that_fits_no_round(tmp_path, small_m
     # Assert: not OK (every round would be refused), with the numbers; nothing written to the ledger
     captured = capsys.readouterr()
     assert code == 1 and "site configuration OK" not in captured.out
-    assert "privacy plan: 12 rounds × 1 local epoch at " in captured.out and "no round fits" in captured.out
+    assert "privacy plan: 12 rounds × 2 local epochs at " in captured.out and "no round fits" in captured.out
     assert "needs σ above max_noise_multiplier 2" in captured.out and "raise max_noise_multiplier" in captured.out
     assert "error: site configuration not OK" in captured.err
     assert not (tmp_path / "state" / "ledger.jsonl").exists()

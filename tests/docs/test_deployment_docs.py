@@ -30,6 +30,7 @@ NOT_RUN = {"operator:install", "operator:service", "site:install", "site:service
 DAEMONS = {"operator:start", "site:start"}
 SITES = {"hospital-a": {"LANGUAGES": "en", "MODALITIES": "CXR, CT", "dp": True},
          "hospital-b": {"LANGUAGES": "zh", "MODALITIES": "CXR", "dp": False}}
+SCHEDULE = {"SCHEDULE": "alternate", "LOCAL_EPOCHS": "1"}  # 2 rounds: one of each objective
 RUN = ("operator:ca", "operator:request", "operator:sign", "operator:start",
        "site:trial-data", "site:data", "site:keygen", "operator:register", "operator:announce",
        "site:approve", "site:policy", "site:config", "site:check", "site:start", "operator:run", "operator:results")
@@ -57,9 +58,9 @@ def walkthrough(tmp_path_factory):
     operator = {"SERVER_NAME": "localhost", "SERVER_IP": "127.0.0.1", "FLEET_PORT": str(fleet),
                 "CONTROL_PORT": str(control), "RELEASE": str(release), "CA_DIR": str(root / "ca"),
                 "CERTS": str(root / "server-certs"), "SERVER_STATE": str(root / "server"),
-                "SITE_KEYS": str(root / "site-keys"), "ROUNDS": "2", "RUN_DIR": str(root / "runs" / "first"),
+                "SITE_KEYS": str(root / "site-keys"), "ROUNDS": "2", **SCHEDULE, "RUN_DIR": str(root / "runs" / "first"),
                 "RESULTS": str(root / "operator" / "results")}
-    sites = {name: {"SITE": name, "SUPERLINK": f"localhost:{fleet}", "ROUNDS": "2", "RELEASE": str(release),
+    sites = {name: {"SITE": name, "SUPERLINK": f"localhost:{fleet}", "ROUNDS": "2", **SCHEDULE, "RELEASE": str(release),
                     "ETC": str(root / name / "etc"), "STATE": str(root / name / "state"),
                     "DATA": str(root / name / "data"), "LANGUAGES": spec["LANGUAGES"],
                     "MODALITIES": spec["MODALITIES"], "RUNTIME_PORT": str(free_port())}

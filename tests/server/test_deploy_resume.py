@@ -89,7 +89,8 @@ def test_a_run_resumes_after_the_superlink_host_dies(consortium):
     procs = env["procs"]
     with open(env["root"] / "run-1.log", "w", encoding="utf-8") as log:
         first = subprocess.Popen([M3FED, "run", *env["connection"], "--app", str(env["app"]), "--out", str(run_dir),
-                                  "--rounds", str(ROUNDS), "--run-config", "batch-size=16",
+                                  "--rounds", str(ROUNDS), "--schedule", "alternate", "--local-epochs", "1",
+                                  "--run-config", "batch-size=16",
                                   "--run-config", "round-timeout=600", "--run-config", f"client-eval-every={ROUNDS}"],
                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         procs.started.append(first)

@@ -101,7 +101,7 @@ def test_unregistered_supernode_is_refused(consortium):
 def _results(env, run: str, *extra: str) -> dict:
     out = env["root"] / run
     done = m3fed("run", *env["connection"], "--app", str(env["app"]), "--out", str(out), "--rounds", "2",
-                  "--schedule", "alternate",
+                  "--schedule", "alternate", "--local-epochs", "1",
                   "--run-config", "batch-size=16", "--run-config", "round-timeout=600",
                   "--run-config", "client-eval-every=2", *extra, timeout=1500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -31,7 +31,7 @@ def submitted(tmp_path, monkeypatch):
 def test_resume_submits_the_recorded_run_config_again_with_resume(submitted):
     out, state = submitted["out"], submitted["state"]
     first = submitted["calls"][0]
-    assert first["run-dir"] == str(out.resolve()) and first["secagg"] is True and "resume" not in first
+    assert first["run-dir"] == str(out.resolve()) and first["secagg"] is True and first["resume"] is False
     out.mkdir()
     (out / "state.json").write_text(json.dumps({"round": 1}))
     remote.resume_run(state=state, superlink="127.0.0.1:9093", run_dir=out, overrides={})

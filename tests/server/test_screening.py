@@ -179,10 +179,10 @@ def test_under_secagg_replies_carry_the_sum_and_are_not_screened_but_still_norma
 ])
 def test_m3fed_run_meets_the_same_refusals_in_the_server_app(rc, words):
     from server.server_app import trust_settings
+    from shared_model.run_config import RunConfig
 
-    rc = {"min-sites": 10, **rc}
     with pytest.raises(ValueError, match=words):
-        trust_settings(rc, secagg=bool(rc.get("secagg")))
-    aggregation, screening, _ = trust_settings({"min-sites": 3, "aggregation": "median"}, secagg=False)
+        trust_settings(RunConfig.from_run_config({"min-sites": 10, **rc}))
+    aggregation, screening, _ = trust_settings(RunConfig(min_sites=3, aggregation="median"))
     assert str(aggregation) == "median" and screening.max_update_rms > 0
-    assert trust_settings({"min-sites": 3}, secagg=True)[1] is None  # nothing single to screen under SecAgg+
+    assert trust_settings(RunConfig(min_sites=3, secagg=True))[1] is None  # nothing single to screen under SecAgg+

@@ -23,12 +23,13 @@ def test_resume_reads_back_the_configuration_and_fills_what_an_earlier_version_d
 
 def test_secagg_shares_reach_the_server_as_a_count_or_a_fraction(tmp_path):
     from server.secagg import SecAggConfig
+    from shared_model.run_config import RunConfig
     from sim.simulate import run_config_of
 
     def shares(value: float):
         rc = run_config_of(SimConfig(data="data", out=str(tmp_path), secagg=True, secagg_shares=value), tmp_path,
                            resume=False)
-        return SecAggConfig.from_run_config(rc).num_shares
+        return SecAggConfig.from_run(RunConfig.from_run_config(rc)).num_shares
     assert shares(5.0) == 5 and isinstance(shares(5.0), int)  # Flower reads an int as a count of sites
     assert shares(0.5) == 0.5 and shares(1.0) == 1.0  # a float as a fraction of the round's sites
     with pytest.raises(ValueError, match="secagg-shares"):
