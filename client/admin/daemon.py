@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import re
-import shlex
 import signal
 import subprocess
 import sys
@@ -198,29 +197,14 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def systemd_unit(cfg_path: Path, cfg: SiteConfig, *, user: str) -> str:
-    m3fed = shlex.quote(_bin("m3fed"))
-    return f"""[Unit]
-Description=m3fed hospital site {cfg.site} (Flower SuperNode, outbound HTTPS to {cfg.superlink})
-After=network-online.target
-Wants=network-online.target
+    from client.admin.systemd import service_unit, unit_path
 
-[Service]
-User={user}
-ExecStart={m3fed} site start --config {shlex.quote(str(cfg_path.resolve()))}
-Restart=on-failure
-# A key still marked online after a crash is admitted again after two missed heartbeats (~60 s).
-RestartSec=60
-# SIGTERM to m3fed only: it stops the SuperNode (which then tells the SuperLink it is offline) and the guard.
-KillMode=mixed
-TimeoutStopSec=30
-Environment=FLWR_TELEMETRY_ENABLED=0 FLWR_DISABLE_UPDATE_CHECK=1 HF_HUB_OFFLINE=1
-NoNewPrivileges=true
-# state_dir holds decoded reports and the ledger: nothing written there is for other users.
-UMask=0077
-ProtectSystem=strict
-ReadWritePaths={cfg.state_dir}
-PrivateTmp=true
-
-[Install]
-WantedBy=multi-user.target
-"""
+    config, state = unit_path(cfg_path, "--config"), unit_path(cfg.state_dir, f"{cfg.source}: state_dir")
+    return service_unit(
+        description=f"m3fed hospital site {cfg.site} (Flower SuperNode, outbound HTTPS to {cfg.superlink})",
+        user=user, args=["site", "start", "--config", str(config)], writable=[state], restart_sec=60,
+        notes={"restart": "A key still marked online after a crash is admitted again after two missed heartbeats "
+                          "(~60 s).",
+               "kill": "SIGTERM to m3fed only: it stops the SuperNode (which then tells the SuperLink it is "
+                       "offline) and the guard.",
+               "umask": "state_dir holds decoded reports and the ledger: nothing written there is for other users."})

@@ -80,7 +80,18 @@ def test_check_refuses_missing_keys_and_a_missing_data_path(tmp_path, small_mimi
 def test_systemd_unit_runs_the_site_and_signals_only_the_daemon(tmp_path):
     path = _write(tmp_path)
     unit = systemd_unit(tmp_path / "site.yaml", load_site_config(path), user="m3fed")
-    assert "site start --config" in unit and "KillMode=mixed" in unit and "User=m3fed" in unit
+    lines = unit.splitlines()
+    assert any(line.endswith(f"site start --config {tmp_path / 'site.yaml'}") for line in lines)
+    assert {"KillMode=mixed", "User=m3fed", "UMask=0077", "ProtectSystem=strict", "RestartSec=60",
+            f"ReadWritePaths={tmp_path / 'state'}"} <= set(lines)
+
+
+@pytest.mark.parametrize("user, state_dir, named", [("m3fed\nUser=root", "state", "--user"),
+                                                    ("m3fed", "my state", "state_dir")])
+def test_a_site_unit_that_would_mean_something_else_is_refused(tmp_path, user, state_dir, named):
+    cfg = load_site_config(_write(tmp_path, state_dir=state_dir))
+    with pytest.raises(DataError, match=named):
+        systemd_unit(tmp_path / "site.yaml", cfg, user=user)
 
 
 class _Executor:
