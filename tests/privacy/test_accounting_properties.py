@@ -5,10 +5,11 @@ with 150 examples per property found no violation of monotonicity in steps or σ
 """
 from __future__ import annotations
 
-from hypothesis import given, settings
+import pytest
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from privacy.accounting import PRV_EPS_ERROR, affordable_steps, calibrate_noise, epsilon, would_exceed
+from privacy.accounting import PRV_EPS_ERROR, PrivacyBudgetExhausted, affordable_steps, calibrate_noise, epsilon, would_exceed
 from tests.privacy.test_accounting import google_pld
 
 SIGMA = st.floats(0.8, 3.0)
@@ -44,10 +45,16 @@ def test_pld_below_prv_below_rdp(sigma, q, steps, delta):
 @settings(max_examples=5, deadline=None)
 @given(target=st.floats(0.5, 8.0), q=st.floats(1e-3, 0.05), steps=st.integers(1, 100),
        prior=st.integers(0, 100), accountant=ACCOUNTANT, guess=st.one_of(st.none(), st.floats(0.1, 20.0)))
+@example(target=0.5, q=0.048828125, steps=1, prior=19, accountant="prv", guess=None)  # prior spend already > target
 def test_calibration_never_overshoots(target, q, steps, prior, accountant, guess):
     prior_segments = [(2.0, q, prior)]
-    sigma = calibrate_noise(target_epsilon=target, delta=1e-5, sample_rate=q, steps=steps, accountant=accountant,
-                            prior_segments=prior_segments, guess=guess)
+    kwargs = dict(target_epsilon=target, delta=1e-5, sample_rate=q, steps=steps, accountant=accountant,
+                  prior_segments=prior_segments, guess=guess)
+    if prior and epsilon(prior_segments, delta=1e-5, accountant=accountant) >= target:
+        with pytest.raises(PrivacyBudgetExhausted):  # no σ can make up for what was already spent
+            calibrate_noise(**kwargs)
+        return
+    sigma = calibrate_noise(**kwargs)
     assert epsilon([*prior_segments, (sigma, q, steps)], delta=1e-5, accountant=accountant) <= target
     assert not would_exceed(prior_segments, (sigma, q, steps), delta=1e-5, target_epsilon=target,
                             accountant=accountant)
