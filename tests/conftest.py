@@ -1,4 +1,4 @@
-"""Shared fixtures: small synthetic MIMIC-CXR trees, generated once per session; one torch thread."""
+"""Shared fixtures: small synthetic MIMIC-CXR trees, generated once per session; one torch thread everywhere."""
 from __future__ import annotations
 
 import os
@@ -9,6 +9,11 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
+# One torch thread in every test process and in every process a test starts (Flower's SuperLink, Ray's
+# actors, ClientApps, site daemons), set before torch is imported: `make test` runs two workers on two
+# cores, and two threads per process on a shared 2-core machine thrash (measured ~30x slower under load).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
@@ -21,13 +26,3 @@ def small_mimic(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def one_thread():
-    """One intra-op torch thread for a module's tests (``pytestmark = pytest.mark.usefixtures("one_thread")``):
-    two threads on a shared 2-core machine thrash (measured ~30x slower under load)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -25,7 +25,6 @@ SIGMA, C = 1.0, 1.0
 CLAIM_MU = 1.0 / SIGMA
 SEEDS = (0, 1, 2)
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def audit(seed: int, *, records_per_unit: int = 1) -> tuple[float, float]:

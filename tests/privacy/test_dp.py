@@ -21,7 +21,6 @@ CPU = torch.device("cpu")
 PUBLIC = finding_phrases()
 TRAIN = TrainConfig(batch_size=4)
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def site(patients: int = 8) -> Examples:

@@ -26,7 +26,6 @@ PUBLIC = finding_phrases()
 # Distinct private-looking reports (two public phrases each, so none equals a bank entry).
 REPORTS = [f"{PUBLIC[i]} {PUBLIC[-1 - 3 * i]}" for i in range(8)]
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
