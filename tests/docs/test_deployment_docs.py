@@ -24,6 +24,8 @@ import yaml
 from tests.docs.blocks import code_blocks, with_settings
 from tests.server.processes import Processes, free_port, wait_port
 
+pytestmark = pytest.mark.end_to_end
+
 ROOT = Path(__file__).resolve().parents[2]
 OPERATOR, ADMIN = ROOT / "docs" / "consortium-operator.md", ROOT / "docs" / "hospital-admin.md"
 NOT_RUN = {"operator:install", "operator:service", "site:install", "site:service"}  # root, or another machine

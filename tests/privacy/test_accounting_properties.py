@@ -9,7 +9,14 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from privacy.accounting import PRV_EPS_ERROR, PrivacyBudgetExhausted, affordable_steps, calibrate_noise, epsilon, would_exceed
+from privacy.accounting import (
+    PRV_EPS_ERROR,
+    PrivacyBudgetExhausted,
+    affordable_steps,
+    calibrate_noise,
+    epsilon,
+    would_exceed,
+)
 from tests.privacy.test_accounting import google_pld
 
 SIGMA = st.floats(0.8, 3.0)

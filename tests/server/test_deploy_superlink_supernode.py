@@ -20,6 +20,8 @@ from sim.simulate import SimConfig, prepare_sites
 from sim.synth import generate
 from tests.server.processes import Processes, free_port, m3fed, wait_port
 
+pytestmark = pytest.mark.end_to_end
+
 SITES = ("site-1", "site-2", "site-3")
 
 

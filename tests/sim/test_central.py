@@ -12,13 +12,15 @@ from shared_model.objectives import TrainConfig
 from sim.central import CentralConfig, run_central
 from sim.synth import generate
 
+pytestmark = pytest.mark.end_to_end
+
 
 @pytest.fixture(scope="module")
 def central_run(tmp_path_factory) -> Path:
     data = tmp_path_factory.mktemp("easy")
     generate(data, patients=160, seed=11, difficulty=0.0)
     out = tmp_path_factory.mktemp("run")
-    run_central(CentralConfig(data=str(data), out=str(out), contrastive_epochs=10, lm_epochs=4, seed=0,
+    run_central(CentralConfig(data=str(data), out=str(out), contrastive_epochs=6, lm_epochs=3, seed=0,
                               train=TrainConfig(batch_size=32, lm_batch_size=16, lm_lr=3e-3)))
     return out
 

@@ -10,6 +10,8 @@ from privacy.ledger import Ledger, verify_ledger
 from sim.simulate import SimConfig, run_simulation
 from sim.synth import generate
 
+pytestmark = pytest.mark.end_to_end
+
 POLICY = """\
 unit: record
 target_epsilon: 4.0

@@ -10,6 +10,8 @@ import pytest
 from sim.simulate import SimConfig, run_simulation
 from sim.synth import generate
 
+pytestmark = pytest.mark.end_to_end
+
 
 def _config(data: Path, out: Path, **changes) -> SimConfig:
     # Contrastive rounds only (the AUC is the zero-shot one), no text-only site: every site trains

@@ -10,6 +10,8 @@ from dp_accounting.rdp import RdpAccountant
 from sim.simulate import SimConfig, run_simulation
 from sim.synth import generate
 
+pytestmark = pytest.mark.end_to_end
+
 
 def _google_rdp(z: float, rounds: int, delta: float) -> float:
     acc = RdpAccountant()
