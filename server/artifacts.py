@@ -74,8 +74,10 @@ def artifact_route(app, linkstate_of):
         if not path.startswith(ROUTE):
             await app(scope, receive, send)
             return
-        match = re.fullmatch(r"\d{1,19}", path[len(ROUTE):])
-        run_dir, status = run_dir_of(linkstate_of(), int(match.group(0))) if match else (None, "unknown")
+        # Flower's run ids are uint64: up to 20 digits (nearly half of them have 20).
+        match = re.fullmatch(r"\d{1,20}", path[len(ROUTE):])
+        run_id = int(match.group(0)) if match else -1
+        run_dir, status = run_dir_of(linkstate_of(), run_id) if 0 <= run_id < 2**64 else (None, "unknown")
         if run_dir is None:
             answer = PlainTextResponse(f"no run folder for {path[len(ROUTE):]!r} (status {status})\n", status_code=404)
         elif not status.startswith("finished"):

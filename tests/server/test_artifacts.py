@@ -29,6 +29,9 @@ def _run(run_dir: Path, status: str, sub: str = "") -> SimpleNamespace:
                            status=SimpleNamespace(status=status, sub_status=sub))
 
 
+TWENTY_DIGITS = 10514866984651047237  # a real run id: Flower's ids are uint64, nearly half have 20 digits
+
+
 @pytest.fixture
 def served(tmp_path):
     done, running = tmp_path / "done", tmp_path / "running"
@@ -38,7 +41,8 @@ def served(tmp_path):
     (done / "model.safetensors").write_bytes(b"weights")
     (done / "strategy.safetensors").write_bytes(b"not a deliverable")
     (done / "receipts").mkdir()
-    state = LinkState({1: _run(done, "finished", "completed"), 2: _run(running, "running")})
+    state = LinkState({1: _run(done, "finished", "completed"), 2: _run(running, "running"),
+                       TWENTY_DIGITS: _run(done, "finished", "completed")})
 
     async def rest(scope, receive, send):
         await send({"type": "http.response.start", "status": 204, "headers": []})
@@ -63,6 +67,13 @@ def test_a_finished_run_is_fetched_deliverables_only(served):
     assert sorted(names) == ["model.safetensors", "results.json"]
     assert (tmp / "operator" / "model.safetensors").read_bytes() == b"weights"
     assert not (tmp / "operator" / "strategy.safetensors").exists()
+
+
+def test_every_uint64_run_id_is_served_and_nothing_past_it(served):
+    address, tmp = served
+    assert "results.json" in fetch(address, TWENTY_DIGITS, tmp / "operator")
+    with pytest.raises(DataError, match="no run folder"):
+        fetch(address, 2**64 + 1, tmp / "other")
 
 
 def test_a_running_or_unknown_run_is_refused_with_the_reason(served):
