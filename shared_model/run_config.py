@@ -9,7 +9,6 @@ report generation, 2 local epochs. Importable without torch (the CLIs use it).
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, fields
 
 from shared_model.schedule import check_schedule
@@ -91,9 +90,6 @@ class RunConfig:
     def to_run_config(self) -> dict:
         """The kebab-case dict Flower takes (``flwr run --run-config``, recorded in results.json)."""
         return {key(f.name): getattr(self, f.name) for f in fields(self)}
-
-    def replace(self, **changes) -> "RunConfig":
-        return dataclasses.replace(self, **changes)
 
     @property
     def dropped(self) -> frozenset[int]:

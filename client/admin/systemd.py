@@ -29,7 +29,7 @@ def unit_path(path: Path, flag: str) -> Path:
 
 
 def unit_word(value: str, flag: str) -> str:
-    """A single word for a unit line (a host, a site name): refused if empty or if it would split or expand."""
+    """A single word for a unit line (the host to listen on): refused if empty or if it would split or expand."""
     if not value or _UNSAFE.search(value):
         raise DataError(flag, f"{value!r} is not a single word a systemd unit can hold")
     return value
