@@ -9,6 +9,7 @@ from pathlib import Path
 from server.ca_cli import add_ca_commands
 from server.superlink import CONTROL_PORT
 from shared_model.app import m3fed_home
+from shared_model.run_config import RunConfig
 
 
 def _state(value: str | None) -> Path:
@@ -69,11 +70,13 @@ def _run(args) -> int:
     given = {"num-server-rounds": args.rounds, "min-sites": args.min_sites, "schedule": args.schedule,
              "local-epochs": args.local_epochs, "seed": args.seed}
     overrides = {k: v for k, v in given.items() if v is not None}
+    overrides.update(_model_overrides(args))
     if args.secagg:
         overrides.update({"secagg": True, "secagg-max-weight": float(args.secagg_max_weight)})
     for pair in args.run_config or []:
         key, _, value = pair.partition("=")
         overrides[key.strip()] = _parse_value(value.strip())
+    _check_model(overrides)
     if args.resume:  # the recorded run config; only what is given here changes it (e.g. more rounds)
         out = Path(args.resume)
         record = resume_run(state=_state(args.state), run_dir=out, overrides=overrides, **_connection(args))
@@ -86,6 +89,30 @@ def _run(args) -> int:
     if args.fetch:
         _fetched(args.superlink, int(record["run-id"]), Path(args.fetch))
     return 0
+
+
+def _model_overrides(args) -> dict:
+    """--init / --vit-weights / --text-model / --adapter / --update-dtype as run-config keys."""
+    paths = {"init-checkpoint": args.init, "vit-weights": args.vit_weights, "text-model": args.text_model}
+    out = {k: str(Path(v).resolve()) for k, v in paths.items() if v}
+    out.update({k: v for k, v in (("adapter", args.adapter), ("update-dtype", args.update_dtype)) if v})
+    return out
+
+
+def _check_model(overrides: dict) -> None:
+    """The model's files are read on this, the server's, host: checked before anything is submitted; the
+    text model's tokenizer identity goes into the run config (every site must match it)."""
+    keys = ("init-checkpoint", "vit-weights", "text-model", "adapter")
+    if not any(overrides.get(k) for k in keys):
+        return
+    from shared_model.checkpoint import ModelSource
+
+    source = ModelSource(preset=str(overrides.get("preset", RunConfig.preset)),
+                         init=str(overrides.get("init-checkpoint", "")), vit_weights=str(overrides.get("vit-weights", "")),
+                         text_model=str(overrides.get("text-model", "")), adapter=str(overrides.get("adapter", "")))
+    source.check()
+    if source.text_model:
+        overrides["tokenizer-sha256"] = source.tokenizer().sha256
 
 
 def _fetched(superlink: str, run_id: int, to: Path) -> None:
@@ -168,11 +195,21 @@ def add_server_commands(sub: argparse._SubParsersAction) -> None:
                                                           "after its last completed round")
     p.add_argument("--app", help="the app folder to bundle (default: this installation; --resume uses the "
                                   "recorded one)")
-    p.add_argument("--rounds", type=int, help="number of rounds (default 4)")
-    p.add_argument("--min-sites", type=int, help="sites that must be connected before round 1 (default 2)")
-    p.add_argument("--schedule", help="default alternate")
-    p.add_argument("--local-epochs", type=int, help="default 1")
-    p.add_argument("--seed", type=int, help="default 0")
+    defaults = RunConfig()
+    p.add_argument("--rounds", type=int, help=f"number of rounds (default {defaults.num_server_rounds})")
+    p.add_argument("--min-sites", type=int,
+                   help=f"sites that must be connected before round 1 (default {defaults.min_sites})")
+    p.add_argument("--schedule", help=f"default {defaults.schedule}")
+    p.add_argument("--local-epochs", type=int, help=f"default {defaults.local_epochs}")
+    p.add_argument("--seed", type=int, help=f"default {defaults.seed}")
+    p.add_argument("--init", metavar="CHECKPOINT", help="m3fed checkpoint on the server host the run starts from "
+                                                         "(e.g. `m3fed central` on a public cohort)")
+    p.add_argument("--vit-weights", help="local timm ViT weights on the server host for the image tower")
+    p.add_argument("--text-model", metavar="DIR",
+                   help="a Hugging Face encoder directory on the server host (text tower and tokenizer); every "
+                        "site needs a copy with the same tokenizer (text_model in its site.yaml)")
+    p.add_argument("--adapter", metavar="lora:R", help="sites train and send only LoRA adapters and heads")
+    p.add_argument("--update-dtype", choices=("fp32", "fp16", "int8"), help="what a site sends (default fp32)")
     p.add_argument("--secagg", action="store_true", help="Flower's SecAgg+ on the sites' updates")
     p.add_argument("--secagg-max-weight", type=int, default=100_000,
                    help="at least the largest site's number of training examples (sites refuse above it)")

@@ -19,6 +19,7 @@ from shared_model.model import M3FM
 
 STATE = "state.json"
 WEIGHTS = "model.safetensors"
+MERGED = "model-merged.safetensors"  # with adapters: the last weights with them folded in, for inference
 STRATEGY = "strategy.safetensors"
 
 

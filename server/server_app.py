@@ -26,13 +26,12 @@ from server.evaluation import ServerEvaluation, federated_metrics  # noqa: E402
 from server.grid import PromptGrid  # noqa: E402
 from server.receipts import ReceiptStore  # noqa: E402
 from server.results import write_results  # noqa: E402
-from server.run_state import load_round, restore_strategy, save_round, strategy_arrays  # noqa: E402
+from server.run_state import MERGED, load_round, restore_strategy, save_round, strategy_arrays  # noqa: E402
 from server.screening import ScreeningConfig  # noqa: E402
 from server.secagg import SecAggConfig, SecureGrid  # noqa: E402
 from server.site_dp import WEIGHT_KEY, SiteDPConfig, SiteLevelDP  # noqa: E402
 from server.strategy import make_strategy  # noqa: E402
-from shared_model.checkpoint import initial_model  # noqa: E402
-from shared_model.config import get_preset  # noqa: E402
+from shared_model.checkpoint import ModelSource, save_checkpoint  # noqa: E402
 from shared_model.device import resolve_device  # noqa: E402
 from shared_model.run_config import RunConfig  # noqa: E402
 
@@ -74,8 +73,10 @@ def main(grid: Grid, context: Context, *, run_dir: Path, data: str) -> None:
     # The one seam where SecAgg+ (legacy-only in flwr 1.42) enters: the strategy sees a Grid as before.
     secure = SecureGrid(grid, context, SecAggConfig.from_run(run), run_dir=run_dir) if run.secagg else None
     grid = secure or grid
-    cfg, device = get_preset(run.preset), resolve_device(run.device)
-    model = initial_model(cfg, seed=run.seed, init=run.init_checkpoint or None)
+    device = resolve_device(run.device)
+    source = ModelSource.from_run(run)
+    model = source.initial(seed=run.seed)
+    cfg = model.cfg
     evaluation = None if deployed else ServerEvaluation(data, cfg.image_size, seed=run.seed, run_dir=run_dir,
                                                         sites=sites)
     state = load_round(run_dir, model) if run.resume else None
@@ -92,6 +93,7 @@ def main(grid: Grid, context: Context, *, run_dir: Path, data: str) -> None:
                              declarations=SiteDeclarations(timeout=run.round_timeout),
                              fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=run.min_sites,
                              min_evaluate_nodes=run.min_sites, min_available_nodes=run.min_sites,
+                             update_dtype=run.update_dtype,
                              **({"weighted_by_key": WEIGHT_KEY} if site_dp.on else {}))
     strategy.receipts = ReceiptStore(run_dir / "receipts")  # each DP site's ledger head, kept across --resume
     if state:
@@ -143,6 +145,8 @@ def main(grid: Grid, context: Context, *, run_dir: Path, data: str) -> None:
         stopped = str(exc)
     if stopped and not last.get("bleu") and evaluation:
         last.update(evaluation(model, device, reports=True))
+    if model.adapter:  # base + adapters is what the run keeps; inference takes them folded in
+        save_checkpoint(run_dir / MERGED, source.merged(model.cpu()), extra={"merged_from": str(model.adapter)})
     write_results(run_dir, mode="federated", config=run.to_run_config(), final=last, rounds=rounds,
                   data_report=evaluation.data_report if evaluation else {},
                   seconds={"total": time.perf_counter() - started, "declarations": strategy.declarations.seconds},

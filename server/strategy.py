@@ -19,7 +19,8 @@ import re
 import time
 from collections.abc import Iterable
 
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx
 
@@ -28,6 +29,7 @@ from server.declarations import SiteDeclarations
 from server.screening import ScreeningConfig, Verdict, examples_of, screen_reply
 from shared_model.config import fill_aliases, trained_keys
 from shared_model.schedule import check_schedule, objective_for
+from shared_model.update_codec import SCALES, decode
 
 STRATEGIES = {"fedavg": FedAvg, "fedprox": FedProx, "fedadam": FedAdam}
 
@@ -43,11 +45,12 @@ class ObjectiveRounds:
                  total_rounds: int = 0, client_eval_every: int = 0,
                  declarations: SiteDeclarations | None = None,
                  screening: ScreeningConfig | None = ScreeningConfig(), aggregation: Aggregation = Aggregation(),
-                 **flower_kwargs) -> None:
+                 update_dtype: str = "fp32", **flower_kwargs) -> None:
         check_schedule(schedule)
         super().__init__(**flower_kwargs)
         # None under SecAgg+: each reply then carries the unmasked sum, never one site's update.
         self.screening, self.aggregation = screening, aggregation
+        self.update_dtype = update_dtype  # what the sites send (shared_model.update_codec), decoded before screening
         self._verdicts: dict[int, Verdict] = {}  # id(reply) -> its screening, this round
         self._start: dict = {}  # this round's global trained tensors as numpy, for screening
         self._dtypes: dict = {}  # the sites' model dtypes (set from the first global sent)
@@ -110,6 +113,10 @@ class ObjectiveRounds:
                 self._start = {k: self._global[k].numpy().astype(self._dtypes.get(k, self._global[k].numpy().dtype),
                                                                  copy=False)
                                for k in trained_keys(self._global.keys(), objective)}
+            problem = decoded(reply, self._start, self.update_dtype)
+            if problem:
+                self._verdicts[id(reply)] = Verdict(f"update-dtype {self.update_dtype}: {problem}")
+                continue
             self._verdicts[id(reply)] = screen_reply(reply.content, start=self._start, objective=objective,
                                                      declared=self._declared(reply, objective), cfg=self.screening)
         return replies
@@ -279,6 +286,26 @@ class ObjectiveRounds:
 
     def round_seconds(self, global_round: int) -> float:
         return time.perf_counter() - self._started.get(global_round, time.perf_counter())
+
+
+def decoded(reply: Message, start: dict, dtype: str) -> str | None:
+    """Replace a compressed reply's update by the fp32 weights it encodes (``shared_model.update_codec``),
+    in place; what is wrong with it, if anything (screening then checks the weights as for any reply)."""
+    content = reply.content
+    if dtype == "fp32" or "arrays" not in content.array_records:
+        return None
+    try:
+        arrays = {k: v.numpy() for k, v in content["arrays"].items()}
+        scales = {k: v.numpy() for k, v in content[SCALES].items()} if SCALES in content.array_records else {}
+    except Exception as exc:  # noqa: BLE001 - whatever the bytes are, the reply is unreadable
+        return f"unreadable update ({type(exc).__name__})"
+    weights, problem = decode(arrays, scales, start, dtype)
+    if problem:
+        return problem
+    records = {k: v for k, v in content.items() if k != SCALES}
+    records["arrays"] = ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in weights.items()})
+    reply.content = RecordDict(records)
+    return None
 
 
 def _integer(value, default: int) -> int:

@@ -36,6 +36,9 @@ class ModelConfig:
     max_report_len: int
     dropout: float = 0.1
     vit_pool: str = "avg"  # mean of patch tokens learns small data faster than the CLS token
+    # "": m3fed's own BERT over the shipped tokenizer; else the model type of a --text-model
+    # directory, whose sizes replace the text_* fields (``with_text_model``).
+    text_arch: str = ""
 
     def __post_init__(self) -> None:
         if self.image_size % self.patch_size:
@@ -53,6 +56,14 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def with_text_model(self, path) -> "ModelConfig":
+        """This config with the text tower of a local Hugging Face directory (its sizes, at most its positions)."""
+        from shared_model.text_model import text_config
+
+        sizes = text_config(path)
+        positions = sizes.pop("max_positions")
+        return dataclasses.replace(self, **sizes, max_text_len=min(self.max_text_len, positions))
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
@@ -105,10 +116,20 @@ ALIASES = {
 UNTRAINED = frozenset({"lm.seq2seq.encoder.embeddings.word_embeddings.weight"})
 
 
+# With adapters (shared_model.adapters), what trains beside them in full: both projections, the
+# temperature and MultiMedLM's prefix layer.
+ADAPTER_HEADS = ("clip.image_proj.", "clip.text_proj.", "clip.logit_scale", "lm.prefix.")
+
+
 def trained_keys(keys: Iterable[str], objective: str) -> list[str]:
-    """The state-dict keys a site's update of ``objective`` can change, each tensor once: what it sends back."""
-    prefix = TRAINED_PREFIX[objective]
-    return [k for k in keys if k.startswith(prefix) and k not in ALIASES and k not in UNTRAINED]
+    """The state-dict keys a site's update of ``objective`` can change, each tensor once: what it sends back.
+
+    A model with adapters (peft's ``lora_`` keys) trains and sends only its adapters and heads.
+    """
+    keys = list(keys)
+    prefix, adapted = TRAINED_PREFIX[objective], any(".lora_" in k for k in keys)
+    return [k for k in keys if k.startswith(prefix) and k not in ALIASES and k not in UNTRAINED
+            and (not adapted or ".lora_" in k or k.startswith(ADAPTER_HEADS))]
 
 
 def fill_aliases(arrays: MutableMapping) -> None:

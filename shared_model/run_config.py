@@ -14,6 +14,9 @@ from dataclasses import dataclass, fields
 from shared_model.schedule import check_schedule
 
 
+UPDATE_DTYPES = ("fp32", "fp16", "int8")
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunConfig:
     preset: str = "tiny"
@@ -59,6 +62,12 @@ class RunConfig:
     site_dp_delta: float = 1e-5
     site_dp_max_epsilon: float = 0.0  # 0: no limit
     init_checkpoint: str = ""  # m3fed checkpoint the global model starts from ("": weights drawn from seed)
+    # Where the model comes from (shared_model.checkpoint.ModelSource): local files, never a hub.
+    text_model: str = ""  # a Hugging Face encoder directory: the text tower and the tokenizer
+    tokenizer_sha256: str = ""  # its tokenizer's identity, which every site must match ("": the shipped one)
+    vit_weights: str = ""  # local timm ViT weights for the image tower
+    adapter: str = ""  # "": the whole model trains; lora:R: peft LoRA adapters and heads on a frozen start
+    update_dtype: str = "fp32"  # what a site sends: fp32 | fp16 | int8 (per-tensor scale); SecAgg+ quantises itself
 
     def __post_init__(self) -> None:
         check_schedule(self.schedule)
@@ -68,6 +77,13 @@ class RunConfig:
             raise ValueError("batch-size must be at least 2 and lm-batch-size at least 0")
         if self.min_sites < 1 or self.min_live_sites < 1 or self.round_timeout <= 0:
             raise ValueError("min-sites and min-live-sites must be at least 1, round-timeout > 0")
+        if self.update_dtype not in UPDATE_DTYPES:
+            raise ValueError(f"update-dtype must be one of {', '.join(UPDATE_DTYPES)}, got {self.update_dtype!r}")
+        if self.secagg and self.update_dtype != "fp32":
+            raise ValueError("update-dtype: SecAgg+ quantises the updates itself (its clipping and quantisation "
+                             "ranges); leave update-dtype at fp32 with secagg")
+        if self.adapter and not self.adapter.startswith("lora:"):
+            raise ValueError(f"adapter must be lora:R, got {self.adapter!r}")
         for name in ("drop_sites", "poison_sites"):
             _indices(getattr(self, name), key(name))
 

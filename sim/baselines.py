@@ -15,7 +15,7 @@ from client.app.site import local_update
 from client.data.dataset import Examples, decode
 from client.data.sources import load_records
 from client.data.sources.records import DataReport
-from shared_model.checkpoint import initial_model
+from shared_model.checkpoint import ModelSource
 from shared_model.config import ModelConfig
 from shared_model.evaluate import auc_per_finding, macro
 from shared_model.kept_state import InMemory
@@ -62,7 +62,7 @@ def replay_schedule(model: M3FM, examples: Examples, *, rounds: int, schedule: s
 
 
 def run_baselines(*, run_dir: Path, sites: list[dict], model_cfg: ModelConfig, evaluation, device: torch.device,
-                  init_seed: int, init: str | None = None, on_event: Callable[..., None] | None = None,
+                  init_seed: int, source: ModelSource, on_event: Callable[..., None] | None = None,
                   federated: M3FM | None = None, **schedule) -> dict:
     """Pooled (every site's data, both objectives) and each image site alone (contrastive rounds: AUC).
 
@@ -72,7 +72,7 @@ def run_baselines(*, run_dir: Path, sites: list[dict], model_cfg: ModelConfig, e
     manifests = site_manifests(run_dir, [s["name"] for s in sites])
 
     def train(label: str, examples: Examples, objectives: tuple[str, ...]) -> tuple[M3FM, float]:
-        model = initial_model(model_cfg, seed=init_seed, init=init)  # the federation's initial weights
+        model = source.initial(seed=init_seed)  # the federation's initial weights (and adapters)
         seconds = replay_schedule(model, examples, device=device, objectives=objectives, **schedule,
                                   on_round=lambda r, obj, loss: on_event(model=label, round=r, objective=obj, loss=loss))
         return model, seconds

@@ -16,11 +16,11 @@ from client.data.evaldata import bank_texts, evaluation_inputs
 from client.data.sources import load_records
 from client.errors import DataError
 from server.results import write_results
-from shared_model.checkpoint import load_weights_into, save_checkpoint
+from shared_model.checkpoint import save_checkpoint
 from shared_model.config import get_preset
 from shared_model.device import resolve_device
 from shared_model.evaluate import evaluate_model
-from shared_model.model import build_model, parameter_counts
+from shared_model.model import parameter_counts
 from shared_model.objectives import contrastive_epoch, lm_epoch, make_optimizer, one_cycle
 from sim.central_config import CentralConfig
 
@@ -47,9 +47,9 @@ def run_central(cfg: CentralConfig, console: Console | None = None) -> dict:
         raise DataError(cfg.data, "no usable training records (see `m3fed data check`)")
     if not test.records:
         raise DataError(cfg.data, "no usable test-split records to evaluate on")
-    model = build_model(model_cfg, vit_weights=cfg.vit_weights).to(device)
-    if cfg.init:
-        load_weights_into(model, cfg.init)
+    source = cfg.model_source()
+    model = source.initial(seed=cfg.seed).to(device)
+    model_cfg = model.cfg
     console.print(f"model {cfg.preset}: {parameter_counts(model)} on {device}")
     gen = torch.Generator().manual_seed(cfg.seed)
     t = cfg.train
@@ -81,6 +81,8 @@ def run_central(cfg: CentralConfig, console: Console | None = None) -> dict:
     config = {**dataclasses.asdict(cfg), "model": model_cfg.to_dict()}
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     save_checkpoint(out / "model.safetensors", model, extra={"run_config": config})
+    if model.adapter:  # the adapters folded in: a plain model for inference, or the next run's --init
+        save_checkpoint(out / "model-merged.safetensors", source.merged(model.cpu()), extra={"run_config": config})
     seconds = time.perf_counter() - started
     write_results(out, mode="central", config=config, final=final, data_report=data_report,
                   history=history, seconds={"train": train_seconds, "total": seconds})

@@ -23,9 +23,23 @@ class CentralConfig:
     bank_size: int = 2000
     init: str | None = None
     vit_weights: str | None = None
+    text_model: str | None = None  # a local Hugging Face encoder directory: text tower and tokenizer
+    adapter: str = ""  # "" or lora:R: train adapters and heads on the frozen start (shared_model.adapters)
     train: TrainConfig = TrainConfig()
 
     def __post_init__(self) -> None:
         get_preset(self.preset)
         if self.contrastive_epochs < 0 or self.lm_epochs < 0:
             raise ValueError("epochs must be >= 0")
+
+    def model_source(self):
+        """Where the model comes from (``shared_model.checkpoint.ModelSource``), checked: CheckpointError says what is wrong."""
+        from shared_model.checkpoint import ModelSource
+        from shared_model.text_model import check_coverage
+
+        source = ModelSource(preset=self.preset, text_model=self.text_model or "", vit_weights=self.vit_weights or "",
+                             init=self.init or "", adapter=self.adapter)
+        source.check()
+        if self.text_model:
+            check_coverage(source.tokenizer(), self.languages)
+        return source

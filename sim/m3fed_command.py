@@ -50,8 +50,9 @@ def _central(args: argparse.Namespace) -> int:
         cfg = CentralConfig(data=args.data, out=args.out, preset=args.preset, seed=args.seed, device=args.device,
                             contrastive_epochs=args.contrastive_epochs, lm_epochs=args.lm_epochs,
                             num_beams=args.beams, languages=tuple(args.languages), init=args.init,
-                            vit_weights=args.vit_weights)
+                            vit_weights=args.vit_weights, text_model=args.text_model, adapter=args.adapter)
         resolve_device(cfg.device)
+        cfg.model_source()  # every named file checked before the data is read
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     console = Console()
@@ -92,6 +93,8 @@ def _sim(args: argparse.Namespace) -> int:
                             secagg_shares=args.secagg_shares,
                             site_dp=args.site_dp, site_dp_clip=args.site_dp_clip, site_dp_delta=args.site_dp_delta,
                             site_dp_max_epsilon=args.site_dp_max_epsilon, init=args.init,
+                            text_model=args.text_model, vit_weights=args.vit_weights, adapter=args.adapter,
+                            update_dtype=args.update_dtype,
                             dp_sites=args.dp_sites, aggregation=args.aggregation, max_update_rms=args.max_update_rms,
                             poison_sites=args.poison_sites, poison=args.poison)
         except ValueError as exc:
@@ -157,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beams", type=int, default=defaults.num_beams, help="1 = greedy decoding")
     p.add_argument("--languages", nargs="+", default=list(defaults.languages), choices=("en", "zh"))
     p.add_argument("--init", help="m3fed checkpoint (.safetensors) to start from; nothing is downloaded")
-    p.add_argument("--vit-weights", help="local timm ViT weights (.safetensors/.pth) for the image tower")
+    _model_arguments(p)
     p.set_defaults(func=_central)
 
     sim_defaults = SimConfig(data="", out="")
@@ -218,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", metavar="CHECKPOINT",
                    help="m3fed checkpoint (.safetensors, e.g. `m3fed central` on public data) the federation and "
                         "its pooled and single-site baselines start from (default: weights drawn from --seed)")
+    _model_arguments(p)
+    p.add_argument("--update-dtype", default=sim_defaults.update_dtype, choices=("fp32", "fp16", "int8"),
+                   help="what a site sends: fp32 weights, or its change as fp16 or int8 with a per-tensor scale "
+                        "(not with --secagg, which quantises itself)")
     p.add_argument("--drop-sites", type=int, default=0,
                    help="K sites die in the middle of a round (from the middle round on), chosen from --seed")
     p.add_argument("--poison-sites", type=int, default=0, metavar="K",
@@ -234,6 +241,16 @@ def build_parser() -> argparse.ArgumentParser:
                                                             "(with --rounds R: also a finished one, to R rounds)")
     p.set_defaults(func=_sim)
     return parser
+
+
+def _model_arguments(p: argparse.ArgumentParser) -> None:
+    """Where the model comes from, beside --init: local files only, nothing is downloaded."""
+    p.add_argument("--vit-weights", help="local timm ViT weights (.safetensors/.pth) for the image tower")
+    p.add_argument("--text-model", metavar="DIR",
+                   help="a local Hugging Face encoder directory (config, weights and its own tokenizer, e.g. a "
+                        "multilingual BERT): the text tower, and the tokenizer of the text tower and MultiMedLM")
+    p.add_argument("--adapter", default="", metavar="lora:R",
+                   help="train and send only rank-R LoRA adapters (peft) and the heads; the start stays frozen")
 
 
 def _terminate(signum, _frame) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from dataclasses import dataclass
 
 from client.app.faults import POISONS
@@ -9,9 +10,8 @@ from server.aggregation import Aggregation
 from server.screening import ScreeningConfig
 from server.site_dp import SiteDPConfig
 from server.strategy import STRATEGIES
-from shared_model.config import get_preset
 from shared_model.errors import CheckpointError
-from shared_model.run_config import RunConfig as Run
+from shared_model.run_config import UPDATE_DTYPES, RunConfig as Run
 from shared_model.schedule import check_schedule, objective_for
 from sim.partition import SiteSpec, parse_partition
 
@@ -65,6 +65,10 @@ class SimConfig:
     # An m3fed checkpoint (e.g. pretrained on public data) the federation and its baselines start from
     # instead of weights drawn from the seed.
     init: str | None = None
+    text_model: str | None = None  # a local Hugging Face encoder directory: text tower and tokenizer
+    vit_weights: str | None = None  # local timm ViT weights for the image tower
+    adapter: str = Run.adapter  # "" or lora:R (shared_model.adapters)
+    update_dtype: str = Run.update_dtype  # what a site sends: fp32 | fp16 | int8
 
     def __post_init__(self) -> None:
         parse_partition(self.partition)
@@ -89,13 +93,30 @@ class SimConfig:
             raise ValueError("--secagg-threshold, --secagg-shares and --secagg-timeout must be > 0")
         self.site_dp_config().check_compatible(strategy=self.strategy, secagg=self.secagg)
         self.check_trust()
-        if self.init:  # refused here, before any Flower process starts, rather than inside the ServerApp
-            from shared_model.checkpoint import check_model_config, read_metadata
+        if self.secagg and self.update_dtype != "fp32":
+            raise ValueError("--update-dtype: SecAgg+ quantises the updates itself; use fp32 with --secagg")
+        if self.update_dtype not in UPDATE_DTYPES:
+            raise ValueError(f"--update-dtype must be one of {', '.join(UPDATE_DTYPES)}")
+        self.check_model()
 
-            try:
-                check_model_config(read_metadata(self.init), get_preset(self.preset), self.init)
-            except CheckpointError as exc:
-                raise ValueError(f"--init: {exc}") from None
+    def check_model(self) -> None:
+        """The model's files (--init, --text-model, --vit-weights, --adapter): refused here, before any
+        Flower process starts, rather than inside the ServerApp."""
+        from shared_model.text_model import check_coverage
+
+        try:
+            self.model_source().check()
+            if self.text_model:
+                check_coverage(self.model_source().tokenizer(), self.languages)
+        except CheckpointError as exc:
+            raise ValueError(str(exc)) from None
+
+    def model_source(self):
+        from shared_model.checkpoint import ModelSource
+
+        return ModelSource(preset=self.preset, text_model=_resolved(self.text_model),
+                           vit_weights=_resolved(self.vit_weights), init=_resolved(self.init),
+                           adapter=self.adapter)
 
     def check_trust(self) -> None:
         """Fault injection, mixed DP, screening and aggregation: refused here, before any Flower process."""
@@ -121,3 +142,8 @@ class SimConfig:
     def site_specs(self) -> list[SiteSpec]:
         return [SiteSpec(f"site-{i + 1}", self.languages[i % len(self.languages)],
                          text_only=i >= self.sites - self.text_only_sites) for i in range(self.sites)]
+
+
+def _resolved(path: str | None) -> str:
+    """An absolute path ("" for none): the Flower processes run from another folder."""
+    return str(Path(path).resolve()) if path else ""

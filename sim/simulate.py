@@ -17,7 +17,6 @@ from server.report import write_report
 from server.results import update_results
 from server.run_state import WEIGHTS
 from shared_model.checkpoint import load_checkpoint
-from shared_model.config import get_preset
 from shared_model.device import resolve_device
 from shared_model.objectives import TrainConfig
 from shared_model.run_config import RunConfig
@@ -44,9 +43,17 @@ def run_config_of(cfg: SimConfig, out: Path, *, resume: bool) -> dict:
         secagg_num_shares=float(cfg.secagg_shares), site_dp_noise_multiplier=float(cfg.site_dp),
         site_dp_clipping_norm=float(cfg.site_dp_clip), site_dp_delta=float(cfg.site_dp_delta),
         site_dp_max_epsilon=float(cfg.site_dp_max_epsilon),
-        init_checkpoint=str(Path(cfg.init).resolve()) if cfg.init else "",
+        **_model_settings(cfg),
         aggregation=cfg.aggregation, max_update_rms=float(cfg.max_update_rms), poison=cfg.poison,
         **_failure_injection(cfg)).to_run_config()
+
+
+def _model_settings(cfg: SimConfig) -> dict:
+    """Where the model comes from, as absolute paths (the Flower processes run elsewhere), with the tokenizer's identity."""
+    source = cfg.model_source()
+    return {"init_checkpoint": source.init, "text_model": source.text_model, "vit_weights": source.vit_weights,
+            "adapter": source.adapter, "update_dtype": cfg.update_dtype,
+            "tokenizer_sha256": source.tokenizer().sha256 if source.text_model else ""}
 
 
 def run_simulation(cfg: SimConfig, *, resume: bool = False, console: Console | None = None) -> dict:
@@ -96,14 +103,15 @@ def site_statements(out: Path, sites: list[str]) -> dict:
 
 
 def _baselines(cfg: SimConfig, out: Path, specs: list[dict], on_event) -> dict:
-    model_cfg, device = get_preset(cfg.preset), resolve_device("auto")
+    source = cfg.model_source()
+    model_cfg, device = source.config(), resolve_device("auto")
     evaluation = ServerEvaluation(str(Path(cfg.data).resolve()), model_cfg.image_size, seed=cfg.seed, run_dir=out,
                                   sites=[s["name"] for s in specs])
     train = TrainConfig(batch_size=cfg.batch_size, lr=cfg.lr, lm_lr=cfg.lm_lr, lm_batch_size=cfg.lm_batch_size)
     # The run's last global weights; a run that ended before writing any has no difference to show.
     federated = load_checkpoint(out / WEIGHTS)[0].to(device) if (out / WEIGHTS).is_file() else None
     return run_baselines(run_dir=out, sites=specs, model_cfg=model_cfg, evaluation=evaluation, device=device,
-                         federated=federated, init_seed=cfg.seed, init=cfg.init, on_event=on_event,
+                         federated=federated, init_seed=cfg.seed, source=source, on_event=on_event,
                          rounds=cfg.rounds, schedule=cfg.schedule, local_epochs=cfg.local_epochs,
                          lm_local_epochs=cfg.lm_local_epochs, train=train, seed=cfg.seed, keep_optimizer=cfg.keep_optimizer)
 

@@ -13,6 +13,7 @@ file. Example::
     languages: [en]                     # contributes its English reports only (en and/or zh)
     modalities: [CXR]                   # and its chest X-ray studies only (CXR and/or CT)
     privacy_policy: privacy.yaml        # optional: DP-SGD at this site (ledger in state_dir)
+    text_model: /srv/models/mbert      # optional: the site's copy of the run's --text-model directory
     approved_apps: [<sha256 of the app bundle>]   # m3fed app hash
     state_dir: /var/lib/m3fed/hospital-a      # made 0700: decoded reports, ledger, secrets
 
@@ -49,6 +50,7 @@ class SiteConfig:
     ca_certificate: Path | None = None
     private_key: Path | None = None
     privacy_policy: Path | None = None
+    text_model: Path | None = None  # the site's copy of a run's --text-model (its tokenizer must match the run's)
     insecure: bool = False        # plain HTTP and no node authentication: test set-ups only
     runtime_port: int = 9094      # the SuperNode's local ClientApp runtime API (loopback)
     source: str = dataclasses.field(default="site.yaml", compare=False, repr=False)
@@ -67,6 +69,8 @@ class SiteConfig:
         config = {"site-name": self.site, "data-path": str(self.data), "state-dir": str(self.state_dir),
                   # what the site contributes (client.app.node.site_selection), comma-separated
                   "languages": ",".join(self.languages), "modalities": ",".join(self.modalities)}
+        if self.text_model:
+            config["text-model"] = str(self.text_model)
         if self.privacy_policy:
             config.update({"privacy-policy": str(self.privacy_policy), "privacy-ledger": str(self.ledger)})
         return config
@@ -138,7 +142,7 @@ def site_config_from_dict(raw: dict, *, base: Path, source: str) -> SiteConfig:
     return SiteConfig(site=site, superlink=superlink, data=path("data"), languages=listed("languages", LANGUAGES),
                       modalities=listed("modalities", MODALITIES), approved_apps=apps, state_dir=path("state_dir"),
                       ca_certificate=path("ca_certificate"), private_key=path("private_key"),
-                      privacy_policy=path("privacy_policy"), insecure=insecure, runtime_port=port, source=source)
+                      privacy_policy=path("privacy_policy"), text_model=path("text_model"), insecure=insecure, runtime_port=port, source=source)
 
 
 def check_site(cfg: SiteConfig, *, image_size: int) -> dict:
@@ -161,6 +165,8 @@ def inspect_site(cfg: SiteConfig, *, image_size: int):
         load_certificate(cfg.ca_certificate)
         check_site_key(cfg.private_key)
     policy = load_policy(cfg.privacy_policy) if cfg.privacy_policy else None
+    if cfg.text_model:
+        _check_text_model(cfg)
     if not cfg.data.exists():
         raise DataError(cfg.data, f"data path not found (site.yaml {cfg.source}: data)")
     summary, train = read_dataset(str(cfg.data), image_size, languages=cfg.languages, modalities=cfg.modalities,
@@ -173,6 +179,18 @@ def inspect_site(cfg: SiteConfig, *, image_size: int):
         raise DataError(cfg.data, "m3fed data check: no usable training records (run it for the reasons)")
     make_private(cfg.state_dir)  # decoded reports, ledger, results: this site's account only (0700)
     return summary, train
+
+
+def _check_text_model(cfg: SiteConfig) -> None:
+    """The text model's directory loads as a tokenizer that covers the site's languages."""
+    from shared_model.errors import CheckpointError
+    from shared_model.text_model import check_coverage
+    from shared_model.tokenizer import load_tokenizer
+
+    try:
+        check_coverage(load_tokenizer(cfg.text_model), cfg.languages)
+    except CheckpointError as exc:
+        raise DataError(cfg.source, f"text_model: {exc}") from None
 
 
 def _has(counts: dict) -> str:

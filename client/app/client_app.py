@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
@@ -60,14 +61,14 @@ def _guarded(handler):
 
 
 def _global_model(content: RecordDict, context: Context):
+    """The global model the server sent, built from this site's own copy of the model's files."""
     from shared_model.device import resolve_device
-    from shared_model.model import build_model
 
     run = RunConfig.from_run_config(context.run_config)
-    cfg, device = get_preset(run.preset), resolve_device(run.device)
-    model = build_model(cfg)
+    source = site_model_source(context)
+    model = source.empty()
     model.load_state_dict(content["arrays"].to_torch_state_dict())
-    return model.to(device), cfg, device
+    return model.to(resolve_device(run.device)), model.cfg, resolve_device(run.device)
 
 
 @app.train()
@@ -129,16 +130,54 @@ def train_content(content: RecordDict, context: Context, index: int) -> RecordDi
     poison = poison_of(run, index, global_round)
     if poison and n:  # a faulty site on purpose (m3fed sim --poison-sites): after training and its ledger
         trained, n = poisoned(poison, trained, content["arrays"].to_torch_state_dict(), n)
-    arrays = ArrayRecord(trained)
+    arrays, scales = _encoded(trained, content["arrays"], run.update_dtype)
     seconds = time.perf_counter() - started
     report_progress(run.progress_file, event="site", round=global_round, site=index,
                     objective=objective, loss=loss if n else None, examples=n, seconds=seconds)
     # Every site, DP or not, replies with the same keys; NaN: not stated (no DP, or loss withheld).
-    metrics = {"num-examples": n, "bytes-up": arrays.count_bytes(), "site-index": index, "seconds": seconds,
+    metrics = {"num-examples": n, "bytes-up": arrays.count_bytes() + sum(a.count_bytes() for a in scales.values()),
+               "site-index": index, "seconds": seconds,
                "loss": loss if n and "train-loss" in release else NAN,
                "epsilon": NAN if epsilon is None else epsilon}
-    return RecordDict({"arrays": arrays, "metrics": MetricRecord(metrics), "site": _site_record(context),
+    return RecordDict({"arrays": arrays, **scales, "metrics": MetricRecord(metrics), "site": _site_record(context),
                        **_head_record(privacy.ledger.head() if privacy is not None else None)})
+
+
+def _encoded(trained: dict, received: ArrayRecord, dtype: str) -> tuple[ArrayRecord, dict]:
+    """The reply's ``arrays`` (and ``scales`` for int8) in the run's update dtype (``shared_model.update_codec``)."""
+    if dtype == "fp32" or not trained:
+        return ArrayRecord(trained), {}
+    from flwr.app import Array
+
+    from shared_model.update_codec import SCALES, encode
+
+    arrays, scales = encode({k: v.numpy() for k, v in trained.items()},
+                            {k: received[k].numpy() for k in trained}, dtype)
+    return (ArrayRecord({k: Array(v) for k, v in arrays.items()}),
+            {SCALES: ArrayRecord({k: Array(v) for k, v in scales.items()})} if scales else {})
+
+
+def site_model_source(context: Context):
+    """The run's model source, with this site's own text-model directory where its node config names one
+    (a deployed site's site.yaml); its tokenizer must be the run's, or the site refuses to take part."""
+    from shared_model.checkpoint import ModelSource
+    from shared_model.errors import CheckpointError
+
+    run = RunConfig.from_run_config(context.run_config)
+    text_model = str(context.node_config.get("text-model", "")) or run.text_model
+    source = ModelSource(preset=run.preset, text_model=text_model, adapter=run.adapter)  # no start files: the server sends
+    if bool(text_model) != bool(run.text_model):
+        raise CheckpointError(f"tokenizer mismatch: this site has the text model {text_model or 'none'}, the run "
+                              f"uses {run.text_model or 'the shipped tokenizer'}")
+    if text_model and not Path(text_model).is_dir():
+        raise CheckpointError(f"the run uses the text model {run.text_model} (tokenizer sha256 "
+                              f"{run.tokenizer_sha256[:12]}…), which this site does not have: set text_model in its "
+                              "site.yaml to its copy of that directory")
+    ours = source.tokenizer().sha256
+    if run.tokenizer_sha256 and ours != run.tokenizer_sha256:
+        raise CheckpointError(f"tokenizer mismatch: the run's tokenizer is sha256 {run.tokenizer_sha256[:12]}…, this "
+                              f"site's ({text_model}) is sha256 {ours[:12]}…; every site must use the same tokenizer")
+    return source
 
 
 def _refusal(index: int, reason: str, *, epsilon: float, site: ConfigRecord, head: dict | None = None) -> RecordDict:
@@ -174,6 +213,7 @@ def declare(msg: Message, context: Context, index: int) -> Message:
     from client.app.site import declaration
     from client.app.site_privacy import site_privacy
 
+    site_model_source(context)  # a site with another tokenizer says so before round 1
     examples = _training_examples(context, get_preset(RunConfig.from_run_config(context.run_config).preset).image_size)
     from privacy.ledger import LedgerError
 
