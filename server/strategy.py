@@ -303,7 +303,8 @@ def decoded(reply: Message, start: dict, dtype: str) -> str | None:
     if problem:
         return problem
     records = {k: v for k, v in content.items() if k != SCALES}
-    records["arrays"] = ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in weights.items()})
+    # np.asarray, not np.ascontiguousarray: that one makes a 0-d tensor (CLIP's temperature) shape (1,).
+    records["arrays"] = ArrayRecord({k: Array(np.asarray(v)) for k, v in weights.items()})
     reply.content = RecordDict(records)
     return None
 

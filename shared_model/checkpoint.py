@@ -95,11 +95,6 @@ def check_model_config(meta: dict, cfg: ModelConfig, path: str | Path) -> None:
         raise CheckpointError(f"{path}: made for another model config: {diff}")
 
 
-def initial_model(cfg: ModelConfig, *, seed: int, init: str | Path | None = None) -> M3FM:
-    """A run's starting weights from the preset: drawn from ``seed``, or ``init``'s (``ModelSource.initial``)."""
-    return ModelSource(preset=cfg.preset, init=str(init or "")).initial(seed=seed, cfg=cfg)
-
-
 @dataclass(frozen=True, kw_only=True)
 class ModelSource:
     """Where a run's model comes from: the preset, local pretrained files, a start checkpoint, adapters.

@@ -93,7 +93,7 @@ def text_config(path: str | Path) -> dict:
 
 def position_offset(model_type: str, pad_id: int | None) -> int:
     """RoBERTa-family encoders number positions from ``pad_id + 1``; BERT's from 0."""
-    return (pad_id or 1) + 1 if "roberta" in model_type else 0
+    return (1 if pad_id is None else pad_id) + 1 if "roberta" in model_type else 0
 
 
 def build_text_tower(path: str | Path, *, pretrained: bool, dropout: float):
@@ -107,8 +107,9 @@ def build_text_tower(path: str | Path, *, pretrained: bool, dropout: float):
             setattr(config, key, dropout)
     from transformers.utils import logging as hf_logging
 
-    verbosity = hf_logging.get_verbosity()
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # its load report lists the pooler's weights, left out on purpose
+    hf_logging.disable_progress_bar()  # one bar per site per round in a simulation's log
     try:  # the pooler is never used (the tower is mean-pooled): leave it out where the class allows
         kwargs = {"add_pooling_layer": False}
         return (AutoModel.from_pretrained(str(path), config=config, local_files_only=True, **kwargs) if pretrained
@@ -118,6 +119,8 @@ def build_text_tower(path: str | Path, *, pretrained: bool, dropout: float):
                 else AutoModel.from_config(config))
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def unknown_share(tokenizer, language: str) -> float:

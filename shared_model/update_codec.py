@@ -26,14 +26,15 @@ def encode(trained: dict[str, np.ndarray], start: dict[str, np.ndarray], dtype: 
         raise ValueError(f"update dtype must be fp32, fp16 or int8, got {dtype!r}")
     arrays, scales = {}, {}
     for key, value in trained.items():
-        delta = value.astype(np.float32) - start[key].astype(np.float32)
+        # np.asarray throughout: arithmetic on a 0-d array (CLIP's temperature) gives a numpy scalar.
+        delta = np.asarray(value.astype(np.float32) - start[key].astype(np.float32))
         if dtype == "fp16":
-            arrays[key] = delta.astype(np.float16)
+            arrays[key] = np.asarray(delta.astype(np.float16))
             continue
         peak = float(np.abs(delta).max()) if delta.size else 0.0
         scale = np.float32(peak / 127.0)
-        arrays[key] = (np.zeros(delta.shape, np.int8) if scale == 0 else
-                       np.clip(np.rint(delta / scale), -127, 127).astype(np.int8))
+        arrays[key] = np.asarray(np.zeros(delta.shape, np.int8) if scale == 0 else
+                                 np.clip(np.rint(delta / scale), -127, 127).astype(np.int8))
         scales[key] = np.array([scale], dtype=np.float32)
     return arrays, scales
 
@@ -58,9 +59,11 @@ def decode(arrays: dict[str, np.ndarray], scales: dict[str, np.ndarray], start: 
             if scale is None or scale.shape != (1,) or scale.dtype != np.float32 \
                     or not np.isfinite(scale).all() or scale[0] < 0:
                 return None, f"int8 update: no valid scale for '{key}'"
+            if value.size and value.min() < -127:  # encode never writes -128: the range is symmetric
+                return None, f"int8 update: value -128 in '{key}' (the range is -127..127)"
             delta = delta * scale[0]
-        out[key] = (start[key].astype(np.float32) + delta).astype(start[key].dtype)
+        out[key] = np.asarray((start[key].astype(np.float32) + delta).astype(start[key].dtype))
     extra = sorted(set(scales) - set(arrays))
     if extra:
-        return None, f"int8 update: a scale for '{extra[0]}', which the reply does not carry"
+        return None, f"{dtype} update: a scale for '{extra[0]}', which the reply does not carry"
     return out, None

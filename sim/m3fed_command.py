@@ -32,7 +32,7 @@ def _synth(args: argparse.Namespace) -> int:
     if args.patients < 3:
         raise UsageError(f"--patients must be at least 3 (one per split), got {args.patients}")
     summary = generate(Path(args.out), patients=args.patients, seed=args.seed, dicom=args.dicom,
-                       difficulty=args.difficulty)
+                       difficulty=args.difficulty, style=args.style)
     print(f"wrote {summary['total_images']} images of {summary['total_studies']} studies "
           f"({summary['patients']['total']} patients) to {args.out}")
     return 0
@@ -141,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dicom", action="store_true", help="write DICOM instead of JPEG images")
     p.add_argument("--difficulty", type=float, default=DEFAULT_DIFFICULTY,
                    help="0 (obvious findings) .. 1 (faint findings, more noise)")
+    p.add_argument("--style", default="private", choices=("private", "public"),
+                   help="public: a cohort for a pretrained start, apart from the private sites: other patients "
+                        "(ids disjoint from a private cohort's) and another hospital's acquisition (flatter, "
+                        "brighter exposure, collimation border, coarser grain); give it another --seed too")
     p.set_defaults(func=_synth)
 
     add_data_commands(sub)

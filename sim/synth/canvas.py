@@ -34,6 +34,9 @@ class Style:
     amplitude: float  # multiplies every trace's contrast
     noise: float  # Gaussian pixel noise, standard deviation in display units [0, 1]
     variability: float  # multiplies the spread of pose, anatomy and exposure
+    # Another hospital's acquisition (``m3fed synth --style public``): a flatter, brighter exposure
+    # curve, coarser noise and a collimation border, so a public cohort looks unlike the private sites.
+    public: bool = False
 
     @classmethod
     def from_difficulty(cls, difficulty: float) -> Style:
@@ -125,6 +128,19 @@ def streaks(u: np.ndarray, v: np.ndarray, hx: float, hy: float, phase: float) ->
 def lerp(base: np.ndarray, target: float | np.ndarray, alpha: np.ndarray | float) -> np.ndarray:
     """Blend `base` towards `target` by `alpha` (how an opaque structure covers what is behind)."""
     return base + alpha * (target - base)
+
+
+def acquisition_shift(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The public cohort's look: contrast 0.7, brightness +0.15, gamma 0.8, a dark collimation border
+    of 3-6 % of the frame on each side, and noise in 2x2 blocks (another detector's grain)."""
+    out = np.clip(0.7 * image + 0.15, 0.0, 1.0) ** np.float32(0.8)
+    h, w = out.shape
+    top, bottom, left, right = (int(rng.uniform(0.03, 0.06) * n) for n in (h, h, w, w))
+    border = np.ones_like(out, dtype=bool)
+    border[top:h - bottom, left:w - right] = False
+    out[border] = 0.05
+    grain = np.repeat(np.repeat(rng.standard_normal(((h + 1) // 2, (w + 1) // 2), dtype=np.float32), 2, 0), 2, 1)
+    return np.clip(out + 0.02 * grain[:h, :w], 0.0, 1.0).astype(np.float32)
 
 
 def add_noise(image: np.ndarray, rng: np.random.Generator, sd: float) -> np.ndarray:

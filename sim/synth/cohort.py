@@ -61,14 +61,18 @@ class Patient:
     studies: tuple[Study, ...]
 
 
-def build(rng: np.random.Generator, n_patients: int) -> list[Patient]:
-    """Draw a cohort of `n_patients` with 1-3 studies each, sorted by subject_id."""
+def build(rng: np.random.Generator, n_patients: int, *, id_block: int = 0) -> list[Patient]:
+    """Draw a cohort of `n_patients` with 1-3 studies each, sorted by subject_id.
+
+    `id_block` 1 (the public cohort) draws subject and study ids from ranges disjoint from block 0's
+    (2xxxxxxx / 6xxxxxxx instead of 1xxxxxxx / 5xxxxxxx): never one of the private sites' patients.
+    """
     if n_patients < len(SPLITS):
         raise ValueError(f"need at least {len(SPLITS)} patients (one per split), got {n_patients}")
-    subjects = sorted(_unique_ids(rng, n_patients, 10_000_000))
+    subjects = sorted(_unique_ids(rng, n_patients, 10_000_000 * (1 + id_block)))
     splits = _assign_splits(rng, n_patients)
     n_studies = rng.integers(1, 4, size=n_patients)
-    study_ids = iter(_unique_ids(rng, int(n_studies.sum()), 50_000_000))
+    study_ids = iter(_unique_ids(rng, int(n_studies.sum()), 10_000_000 * (5 + id_block)))
     dicom_ids: set[str] = set()
     patients = []
     for subject_id, split, count in zip(subjects, splits, n_studies):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .canvas import (Alpha, Anatomy, Pose, Style, add_noise, band, blob, ellipse, frame, gaussian,
+from .canvas import (Alpha, Anatomy, Pose, Style, acquisition_shift, add_noise, band, blob, ellipse, frame, gaussian,
                      jitter, lerp, patches, radius, segment, soft_step, streaks)
 
 
@@ -171,4 +171,5 @@ def _expose(density: np.ndarray, rng: np.random.Generator, style: Style) -> np.n
     gamma = float(np.exp(jitter(rng, 0.1 * style.variability)))
     img = contrast * ((density - 0.05) / 0.8 - 0.5) + 0.5 + jitter(rng, 0.04 * style.variability)
     img = np.clip(img, 0.0, 1.0) ** np.float32(gamma)
-    return np.clip(add_noise(img, rng, style.noise), 0.0, 1.0).astype(np.float32)
+    img = np.clip(add_noise(img, rng, style.noise), 0.0, 1.0).astype(np.float32)
+    return acquisition_shift(img, rng) if style.public else img

@@ -7,6 +7,7 @@ depend on how many images came before it.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,23 +55,29 @@ class _Tables:
     labelled: list[tuple[Study, dict[str, float | None]]] = field(default_factory=list)
 
 
+STYLES = ("private", "public")
+
+
 def generate(out: Path, *, patients: int = DEFAULT_PATIENTS, seed: int = 0, dicom: bool = False,
-             difficulty: float = DEFAULT_DIFFICULTY) -> dict[str, object]:
+             difficulty: float = DEFAULT_DIFFICULTY, style: str = "private") -> dict[str, object]:
     """Write a synthetic MIMIC-CXR(-JPG) dataset under `out` and return its summary.
 
     `dicom` writes .dcm files (DX and CT) instead of JPEGs; `difficulty` in [0, 1] fades the
     findings' traces and adds noise and variability (see `canvas.Style`). Existing files with
     the same names are overwritten; nothing else under `out` is touched.
     """
-    style = Style.from_difficulty(difficulty)
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
+    public = style == "public"
+    drawing = dataclasses.replace(Style.from_difficulty(difficulty), public=public)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tables = _Tables()
-    for patient in build(np.random.default_rng([seed, 0]), patients):
+    for patient in build(np.random.default_rng([seed, 0]), patients, id_block=int(public)):
         rng = np.random.default_rng([seed, 1, patient.subject_id])
-        risk, anatomy = sample_risk(rng), Anatomy.sample(rng, style.variability)
+        risk, anatomy = sample_risk(rng), Anatomy.sample(rng, drawing.variability)
         for study in patient.studies:
-            _write_study(out, study, risk, anatomy, style, seed, dicom, tables)
+            _write_study(out, study, risk, anatomy, drawing, seed, dicom, tables)
     write_csv_gz(out / SPLIT_CSV, SPLIT_COLUMNS, tables.split)
     write_csv_gz(out / CHEXPERT_CSV, CHEXPERT_COLUMNS, tables.chexpert)
     write_csv_gz(out / METADATA_CSV, METADATA_COLUMNS, tables.metadata)
@@ -78,7 +85,7 @@ def generate(out: Path, *, patients: int = DEFAULT_PATIENTS, seed: int = 0, dico
     (out / IMAGE_FILENAMES).write_text("".join(f"{p}\n" for p in sorted(tables.files)))
     summary = _summarise(tables.labelled)
     write_json(out / MANIFEST, {"generator": "m3fed.sim.synth", "version": GENERATOR_VERSION,
-                                "seed": seed, "patients": patients, "difficulty": difficulty,
+                                "seed": seed, "patients": patients, "difficulty": difficulty, "style": style,
                                 "dicom": dicom, "image_size": SIZE, "summary": summary})
     return summary
 
