@@ -27,7 +27,7 @@ from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx
 from server.aggregation import Aggregation
 from server.declarations import SiteDeclarations
 from server.screening import ScreeningConfig, Verdict, examples_of, screen_reply
-from shared_model.config import fill_aliases, trained_keys
+from shared_model.config import ALIASES, fill_aliases, trained_keys
 from shared_model.schedule import check_schedule, objective_for
 from shared_model.update_codec import SCALES, decode
 
@@ -185,7 +185,14 @@ class ObjectiveRounds:
         for reply in useful:
             self._normalise(reply)
         # Flower's round number restarts at 1 on resume; FedAdam's bias correction must see the global one.
-        return super().aggregate_train(global_round, useful)
+        arrays, metrics = super().aggregate_train(global_round, useful)
+        if arrays is not None:  # what no site trained stays bit-exact: a weighted mean of equal values need not be
+            trained = set(trained_keys(self._global.keys(), objective_for(global_round, self.schedule)))
+            for key in self._global.keys():
+                if key not in trained and key not in ALIASES and key in arrays:
+                    arrays[key] = self._global[key]
+            fill_aliases(arrays)
+        return arrays, metrics
 
     def _train_entry(self, reply: Message) -> tuple[str, dict]:
         """The site's round-log entry, read defensively: the reply may be anything a site sent."""
