@@ -133,3 +133,18 @@ def test_guard_launches_only_approved_bundles(tmp_path, monkeypatch):
     assert reason.startswith("[site hospital-a]") and "not approved" in reason
     entry = json.loads((tmp_path / "refused.jsonl").read_text())
     assert entry == {"run_id": 8, "fab_hash": "cd" * 32, "reason": reason}
+
+
+def test_a_text_model_reaches_the_node_config_and_site_check_refuses_one_without_the_site_language(
+        tmp_path, small_mimic):
+    from tests.shared_model.text_models import save_small_bert
+
+    save_small_bert(tmp_path / "bert-en", chinese=False)
+    cfg = load_site_config(_write(tmp_path, insecure=True, ca_certificate=None, private_key=None,
+                                  data=str(small_mimic), text_model="bert-en", languages=["en", "zh"]))
+    assert cfg.node_config()["text-model"] == str(tmp_path / "bert-en")
+    with pytest.raises(DataError, match="text_model: .*does not cover zh"):
+        check_site(cfg, image_size=64)
+    english = load_site_config(_write(tmp_path, insecure=True, ca_certificate=None, private_key=None,
+                                      data=str(small_mimic), text_model="bert-en", languages=["en"]))
+    assert check_site(english, image_size=64)["usable"]

@@ -52,3 +52,19 @@ def test_resume_refuses_what_it_cannot_continue(submitted, tmp_path):
     with pytest.raises(DataError, match="app bundle has changed"):
         remote.resume_run(state=state, superlink="x:1", run_dir=out, overrides={})
     assert len(submitted["calls"]) == 1
+
+
+def test_run_checks_the_model_files_and_submits_the_tokenizer_identity(submitted, tmp_path, capsys):
+    from shared_model.text_model import tokenizer_sha256
+    from sim.m3fed_command import main
+    from tests.shared_model.text_models import save_small_bert
+
+    bert = save_small_bert(tmp_path / "bert")
+    common = ["run", "--state", str(submitted["state"]), "--app", str(tmp_path / "app")]
+    assert main([*common, "--out", str(tmp_path / "r1"), "--text-model", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere" in capsys.readouterr().err and len(submitted["calls"]) == 1  # nothing submitted
+    assert main([*common, "--out", str(tmp_path / "r2"), "--text-model", str(bert), "--adapter", "lora:4",
+                 "--update-dtype", "int8"]) == 0
+    config = submitted["calls"][-1]
+    assert config["text-model"] == str(bert) and config["tokenizer-sha256"] == tokenizer_sha256(bert)
+    assert (config["adapter"], config["update-dtype"]) == ("lora:4", "int8")

@@ -56,6 +56,9 @@ def test_round_trip_and_typing():
     ({"schedule": "staged:0"}, "schedule must be"),
     ({"secagg": "maybe"}, "secagg must be bool"),
     ({"drop-sites": "1,x"}, "drop-sites takes"),
+    ({"update-dtype": "bf16"}, "update-dtype must be one of fp32, fp16, int8"),
+    ({"update-dtype": "int8", "secagg": True}, "SecAgg\\+ quantises the updates itself"),
+    ({"adapter": "ia3"}, "adapter must be lora:R"),
 ])
 def test_bad_values_are_refused_naming_the_key(rc, words):
     with pytest.raises(ValueError, match=words):
