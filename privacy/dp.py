@@ -230,8 +230,9 @@ def objective_parameters(model: M3FM, objective: str, *, public_texts: list[str]
     grads = torch.autograd.grad(loss, params, allow_unused=True)
     fallback = {id(p) for p in _subtree_owned(module)}
     # Vocabulary tables (the text encoder's; the decoder's, tied to its output layer): see the module docstring.
-    fallback |= {id(m.weight) for m in module.modules()
-                 if isinstance(m, torch.nn.Embedding) and m.num_embeddings == model.tokenizer.vocab_size}
+    # By role, not size: a --text-model tower's table has its own vocabulary (the LM's has 2 more tokens).
+    tables = (model.clip.text, model.lm.seq2seq.encoder, model.lm.seq2seq.decoder)
+    fallback |= {id(t.get_input_embeddings().weight) for t in tables}
     if layers == "top":
         top = {id(p) for m in module.top_layers() for p in m.parameters()}
         fallback |= {id(p) for p in params if id(p) not in top}

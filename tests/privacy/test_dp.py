@@ -280,3 +280,25 @@ def test_a_record_level_round_samples_studies_and_trains_each_report_once_per_la
     # Assert: N = 4 studies (q = 2/4), every pair trained, each report once per language.
     assert (result.units, result.sample_rate, result.steps) == (4, 0.5, 2)
     assert result.examples == examples
+
+
+@pytest.mark.parametrize("objective", ["contrastive", "report-generation"])
+@pytest.mark.parametrize("layers", ["all", "top"])
+def test_a_dp_round_on_adapters_trains_only_adapters_and_heads(objective, layers):
+    # Prepare: LoRA adapters on a frozen start (shared_model.adapters)
+    from shared_model.checkpoint import ModelSource
+    from shared_model.config import trained_keys
+
+    adapted = ModelSource(adapter="lora:4").initial(seed=0)
+    before = {k: v.clone() for k, v in adapted.state_dict().items()}
+    flags = {n: p.requires_grad for n, p in adapted.named_parameters()}
+    # Execute
+    result = run(adapted, objective, layers=layers)
+    # Assert: noised steps ran; only what the site sends moved; every flag is as it was (base frozen)
+    after = adapted.state_dict()
+    sent = set(trained_keys(after, objective))
+    assert result.steps > 0 and sent and all(".lora_" in k or "proj" in k or "prefix" in k or "logit" in k for k in sent)
+    assert any(not torch.equal(before[k], after[k]) for k in sent if ".lora_B" in k)
+    assert all(torch.equal(before[k], after[k]) for k in before if k not in sent)
+    assert {n: p.requires_grad for n, p in adapted.named_parameters()} == flags
+    assert not any(m._forward_hooks or m._backward_hooks for m in adapted.modules())
