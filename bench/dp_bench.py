@@ -10,7 +10,9 @@ layer; for report generation also with each Poisson sample as one physical batch
 batch / N (its last batch is partial); DP, the time per step (a Poisson sample of ``batch``
 examples expected).
 
-    python bench/dp_bench.py [--data DIR] [--patients 200] [--repeats 3]
+    python bench/dp_bench.py [--data DIR] [--patients 200] [--repeats 3] [--adapter lora:8]
+
+``--adapter``: both sides train LoRA adapters and heads on a frozen start (``shared_model.adapters``).
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from privacy.dp import private_update
 from privacy.policy import PrivacyPolicy
 from privacy.sampling import PHYSICAL_ROWS, planned_steps, privacy_units
 from shared_model.config import get_preset
-from shared_model.model import build_model
+from shared_model.checkpoint import ModelSource
 from shared_model.objectives import TrainConfig
 from sim.synth import generate
 
@@ -44,6 +46,7 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--adapter", default="", help="lora:R: the adapter path (plain and DP)")
     args = parser.parse_args()
     data = Path(args.data or tempfile.mkdtemp()) if args.data else Path(tempfile.mkdtemp()) / "d"
     if not (data / "m3fed-synth.json").is_file():
@@ -52,7 +55,12 @@ def main() -> None:
     examples = decode([r for r in records if r.split == "train"], get_preset("tiny").image_size, report)
     device, train = torch.device("cpu"), TrainConfig(batch_size=args.batch_size)
     out = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-           "torch_threads": torch.get_num_threads(), "records": len(examples.records), "batch_size": args.batch_size}
+           "torch_threads": torch.get_num_threads(), "records": len(examples.records), "batch_size": args.batch_size,
+           "adapter": args.adapter or None}
+
+    def fresh():
+        return ModelSource(adapter=args.adapter).initial(seed=0)
+
     policy = PrivacyPolicy(unit="record", target_epsilon=8.0, target_delta=1e-6, max_grad_norm=1.0,
                            noise_multiplier=1.0)  # the defaults: only which layers train is read here
     for objective in ("contrastive", "report-generation"):
@@ -63,12 +71,12 @@ def main() -> None:
             variants.append(("dp_whole_samples", policy.layers(objective), 0))
         runs = {"plain": [], **{key: [] for key, _, _ in variants}}
         for r in range(args.repeats):
-            model = build_model(get_preset("tiny"))
+            model = fresh()
             start = time.perf_counter()
             local_update(model, examples, objective, train=train, epochs=1, seed=r, device=device)
             runs["plain"].append((time.perf_counter() - start) * args.batch_size / n)
             for key, layers, physical_rows in variants:
-                model = build_model(get_preset("tiny"))
+                model = fresh()
                 start = time.perf_counter()
                 result = private_update(model, examples, objective, train=train, epochs=1, seed=r, device=device,
                                         noise_multiplier=1.0, max_grad_norm=1.0, batch_size=args.batch_size,

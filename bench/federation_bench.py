@@ -88,6 +88,7 @@ def main() -> None:
                         help="--parts secagg: SecAgg+ num_shares, a count (>1) or a fraction of the sites")
     parser.add_argument("--local-epochs", type=int, default=1,
                         help="--parts secagg: each site's local epochs per round (the default job trains 2)")
+    parser.add_argument("--adapter", default="", help="lora:R: sites train and send adapters (--parts secagg)")
     parser.add_argument("--parts", default="ratio,rss",
                         help="ratio (federated vs pooled), rss (10 vs 100 sites), secagg (10 sites with/without)")
     args = parser.parse_args()
@@ -103,12 +104,14 @@ def main() -> None:
         report.update(rss_10_vs_100(data, out))
     if "secagg" in args.parts:
         report.update(secagg_vs_plain(data, out, repeats=args.repeats, cpus_per_site=args.cpus_per_site,
-                                      shares=args.secagg_shares, local_epochs=args.local_epochs))
+                                      shares=args.secagg_shares, local_epochs=args.local_epochs,
+                                      adapter=args.adapter))
     text = json.dumps(report, indent=2)
     print(text)
     suffix = ((f"_cpus{args.cpus_per_site}" if args.cpus_per_site else "")
               + (f"_shares{args.secagg_shares:g}" if args.secagg_shares != 1.0 else "")
-              + (f"_epochs{args.local_epochs}" if args.local_epochs != 1 else "")) if "secagg" in args.parts else ""
+              + (f"_epochs{args.local_epochs}" if args.local_epochs != 1 else "")
+              + (f"_{args.adapter.replace(':', '')}" if args.adapter else "")) if "secagg" in args.parts else ""
     (out / f"federation_bench_{args.parts.replace(',', '_')}{suffix}.json").write_text(text + "\n")
 
 
@@ -157,21 +160,21 @@ def rss_10_vs_100(data: Path, out: Path) -> dict:
 
 
 def secagg_vs_plain(data: Path, out: Path, sites: int = 10, repeats: int = 1, cpus_per_site: int = 0,
-                    shares: float = 1.0, local_epochs: int = 1) -> dict:
+                    shares: float = 1.0, local_epochs: int = 1, adapter: str = "") -> dict:
     """Plain and SecAgg+ runs alternate ``repeats`` times (one drifting load hits both alike); medians.
 
     ``cpus_per_site``: 1 runs two sites at once on two cores (both runs alike); 0 keeps the default.
     """
     cores = {"cpus_per_site": cpus_per_site} if cpus_per_site else {}
     report: dict = {"repeats": [], "cpus_per_site": cpus_per_site or SimConfig.cpus_per_site, "secagg_shares": shares,
-                    "local_epochs": local_epochs}
+                    "local_epochs": local_epochs, "adapter": adapter or None}
     for rep in range(repeats):
         pair: dict = {}
         for secagg in (False, True):
             cfg = SimConfig(data=str(data), out=str(out / f"secagg-{secagg}-{rep}"), sites=sites, rounds=2,
                             local_epochs=local_epochs, languages=("en", "zh"), text_only_sites=1, partition="iid",
                             schedule="alternate", compare=False, secagg=secagg, secagg_shares=shares,
-                            **cores)
+                            adapter=adapter, **cores)
             results = run_simulation(cfg)
             pair["secagg" if secagg else "plain"] = {
                 "round_s": [r["seconds"] for r in results["rounds"]],
