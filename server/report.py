@@ -165,6 +165,22 @@ def dp_cost_section(results: dict) -> list[str]:
             + " | ".join(_f(bleu_of(results['final'], lang)) for lang in langs) + " |"]
 
 
+def _model_lines(cfg: dict) -> list[str]:
+    """Where the model came from and what the sites sent, when not the defaults."""
+    said = []
+    if cfg.get("text-model"):
+        said.append(f"text tower and tokenizer from `{cfg['text-model']}` (tokenizer sha256 "
+                    f"{str(cfg.get('tokenizer-sha256'))[:12]}…)")
+    if cfg.get("vit-weights"):
+        said.append(f"image tower from `{cfg['vit-weights']}`")
+    if cfg.get("adapter"):
+        said.append(f"sites trained and sent `{cfg['adapter']}` adapters and the heads only; the base stayed frozen "
+                    "(`model-merged.safetensors`: the adapters folded in)")
+    if cfg.get("update-dtype", "fp32") != "fp32":
+        said.append(f"updates sent as {cfg['update-dtype']} changes")
+    return [f"Model: {'; '.join(said)}.", ""] if said else []
+
+
 def write_report(run_dir: Path) -> Path:
     results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
     plot_metric_per_round(results, run_dir / "metric_per_round.png")
@@ -178,6 +194,7 @@ def write_report(run_dir: Path) -> Path:
     if cfg.get("init-checkpoint"):
         lines += [f"Started from `{cfg['init-checkpoint']}` (macro AUC "
                   f"{_f(results.get('initial', {}).get('auc_macro'))} before round 1), as the baselines did.", ""]
+    lines += _model_lines(cfg)
     if results.get("stopped"):
         lines += [f"**Run stopped early:** {results['stopped']}", ""]
     lines += ["## Federated vs pooled vs best single site (same test split)" if results.get("baselines") else

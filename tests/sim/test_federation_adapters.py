@@ -31,6 +31,8 @@ def test_adapter_federation_from_a_start_sends_little_and_learns(fed_data, tmp_p
     assert len(sent) == 3 * 2 and max(sent) <= 0.05 * full_bytes, (sent, full_bytes)
     assert doc["final"]["auc_macro"] > doc["initial"]["auc_macro"] + 0.05, (doc["initial"], doc["final"])
     assert doc["config"]["tokenizer-sha256"] == start.tokenizer.sha256
+    report = (tmp_path / "lora" / "report.md").read_text()
+    assert "`lora:8` adapters" in report and "int8" in report and start.tokenizer.sha256[:12] in report
     # The base stayed the start's; the merged export is a plain model with the adapters folded in
     final = load_file(str(tmp_path / "lora" / "model.safetensors"))
     base = {k.replace(".base_layer", ""): v for k, v in final.items() if ".lora_" not in k}
