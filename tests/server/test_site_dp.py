@@ -143,3 +143,27 @@ def test_arrays_outside_what_the_round_trains_never_reach_the_aggregate_unclippe
     assert dp.round_log[1]["sites"]["site-0"]["status"] == ("rejected: unexpected tensor 'lm.w' "
                                                             "(a contrastive round does not train it)")
     assert dp.released == 0  # nothing released, nothing spent
+
+
+def test_with_adapters_only_the_adapter_vector_is_clipped_and_noised():
+    # Prepare: an adapted model's keys (shared_model.adapters): a frozen base, its LoRA pair, a head
+    start = {"clip.q.base_layer.weight": np.full(300, 0.25, np.float32),
+             "clip.q.lora_A.default.weight": np.zeros(400, np.float32),
+             "clip.q.lora_B.default.weight": np.zeros(400, np.float32),
+             "clip.image_proj.weight": np.zeros(200, np.float32)}
+    sent = [k for k in start if "base_layer" not in k]
+    dp = _dp(noise=2.0, clip=0.5)
+    messages = dp.configure_train(1, ArrayRecord({k: Array(v) for k, v in start.items()}), ConfigRecord({}), _Grid())
+    replies = [Message(RecordDict({
+        "arrays": ArrayRecord({k: Array(start[k] + np.float32(0.5)) for k in sent}),  # norm 16 >> C: clipped
+        "metrics": MetricRecord({"num-examples": 10, "site-index": NODES.index(m.metadata.dst_node_id),
+                                 "bytes-up": 1, "seconds": 0.1, "loss": 1.0})}), reply_to=m) for m in messages]
+    # Execute
+    out, _ = dp.aggregate_train(1, replies)
+    out = {k: v.numpy() for k, v in out.items()}
+    # Assert: the frozen base is bit-exact; the adapter vector moved by the clipped mean plus N(0, (zC/K)^2)
+    assert np.array_equal(out["clip.q.base_layer.weight"], start["clip.q.base_layer.weight"])
+    moved = np.concatenate([out[k] - start[k] for k in sent])
+    clipped_mean = 0.5 / np.sqrt(len(moved))  # every site sent the same direction, clipped to C = 0.5
+    assert np.std(moved) == pytest.approx(2.0 * 0.5 / len(NODES), rel=0.1)
+    assert np.mean(moved) == pytest.approx(clipped_mean, abs=3 * 2.0 * 0.5 / len(NODES) / np.sqrt(len(moved)))
