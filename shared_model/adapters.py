@@ -73,6 +73,4 @@ def merged(model: nn.Module, spec: AdapterSpec, fresh: nn.Module) -> nn.Module:
 
     tuner = LoraModel(fresh, spec.lora_config(fresh), "default")
     tuner.model.load_state_dict(model.state_dict())
-    plain = tuner.merge_and_unload()
-    plain.adapter = None
-    return plain
+    return tuner.merge_and_unload()

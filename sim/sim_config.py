@@ -102,6 +102,8 @@ class SimConfig:
     def check_model(self) -> None:
         """The model's files (--init, --text-model, --vit-weights, --adapter): refused here, before any
         Flower process starts, rather than inside the ServerApp."""
+        if not (self.init or self.text_model or self.vit_weights or self.adapter):
+            return  # the preset alone: nothing to read, and no torch import for the CLI's defaults
         from shared_model.text_model import check_coverage
 
         try:

@@ -64,11 +64,10 @@ def _global_model(content: RecordDict, context: Context):
     """The global model the server sent, built from this site's own copy of the model's files."""
     from shared_model.device import resolve_device
 
-    run = RunConfig.from_run_config(context.run_config)
-    source = site_model_source(context)
-    model = source.empty()
+    device = resolve_device(RunConfig.from_run_config(context.run_config).device)
+    model = site_model_source(context).empty()
     model.load_state_dict(content["arrays"].to_torch_state_dict())
-    return model.to(resolve_device(run.device)), model.cfg, resolve_device(run.device)
+    return model.to(device), model.cfg, device
 
 
 @app.train()
