@@ -10,6 +10,7 @@ from server.ca_cli import add_ca_commands
 from server.superlink import CONTROL_PORT
 from shared_model.app import m3fed_home
 from shared_model.run_config import RunConfig
+from shared_model.selection import SELECT_METRICS
 
 
 def _state(value: str | None) -> Path:
@@ -68,7 +69,7 @@ def _run(args) -> int:
     from server.remote import resume_run, submit_run
 
     given = {"num-server-rounds": args.rounds, "min-sites": args.min_sites, "schedule": args.schedule,
-             "local-epochs": args.local_epochs, "seed": args.seed}
+             "local-epochs": args.local_epochs, "seed": args.seed, "select": args.select, "patience": args.patience}
     overrides = {k: v for k, v in given.items() if v is not None}
     overrides.update(_model_overrides(args))
     if args.secagg:
@@ -210,6 +211,11 @@ def add_server_commands(sub: argparse._SubParsersAction) -> None:
                         "site needs a copy with the same tokenizer (text_model in its site.yaml)")
     p.add_argument("--adapter", metavar="lora:R", help="sites train and send only LoRA adapters and heads")
     p.add_argument("--update-dtype", choices=("fp32", "fp16", "int8"), help="what a site sends (default fp32)")
+    p.add_argument("--select", choices=SELECT_METRICS,
+                   help=f"model selection on the sites' validate patients, per stage: auto = macro AUC, then "
+                        f"BLEU-4; last = none (default {defaults.select})")
+    p.add_argument("--patience", type=int, metavar="N", help="early stopping: a stage ends after N rounds without "
+                                                             f"a better validation score (default {defaults.patience}: never)")
     p.add_argument("--secagg", action="store_true", help="Flower's SecAgg+ on the sites' updates")
     p.add_argument("--secagg-max-weight", type=int, default=100_000,
                    help="at least the largest site's number of training examples (sites refuse above it)")

@@ -4,6 +4,10 @@ In a simulation the researcher owns the data, so the server evaluates on the dat
 test split (run config ``data``). Every round: zero-shot AUC (cheap). Final round: also reports
 generated from the test images in every language, scored overall and per site (the test patients
 each site holds), which shows cross-language generation for single-language sites.
+
+Model selection (``shared_model.selection``) scores on the official validate split instead, which
+never reaches a site: ``validate`` gives the AUC, and the BLEU-4 of reports generated from the
+validate images when a report-generation stage selects on it.
 """
 from __future__ import annotations
 
@@ -41,6 +45,8 @@ class ServerEvaluation:
         records, report = load_records(data)
         test = decode([r for r in records if r.split == "test"], image_size, report)
         self.inputs = evaluation_inputs(test, DEFAULT_EVAL_LABELS)
+        validate = decode([r for r in records if r.split == "validate"], image_size, report)
+        self.validate_inputs = evaluation_inputs(validate, DEFAULT_EVAL_LABELS)
         # The memory bank needs only the texts of the training reports, never their images.
         self.bank = bank_texts([r for r in records if r.split == "train"], 2000, seed)
         self.groups = image_groups(test, site_of_test_patients(run_dir, sites))
@@ -49,6 +55,14 @@ class ServerEvaluation:
     def __call__(self, model: M3FM, device: torch.device, *, reports: bool) -> dict:
         return evaluate_model(model, **self.inputs, bank_texts=self.bank, device=device, reports=reports,
                               groups=self.groups if reports else None)
+
+    def validate(self, model: M3FM, device: torch.device, *, metric: str) -> dict:
+        """The model on the validate split: AUC, and (``metric == "bleu4"``) generated reports' BLEU-4.
+        Empty when the data has no validate images (selection then keeps the latest round)."""
+        if not len(self.validate_inputs["images"]):
+            return {}
+        return evaluate_model(model, **self.validate_inputs, bank_texts=self.bank, device=device,
+                              reports=metric == "bleu4")
 
     def finding_scores(self, model: M3FM, device: torch.device) -> dict[str, np.ndarray]:
         """Each test image's score per scorable finding, as the AUC uses it (for paired comparisons)."""

@@ -20,16 +20,24 @@ def comparison_rows(results: dict) -> list[tuple[str, dict]]:
     A baseline's metrics carry ``auc_difference`` (federated minus it, with its interval) when known.
     """
     train_seconds = sum(r.get("seconds") or 0 for r in results["rounds"])
-    rows = [("federated", {**results["final"], "seconds": train_seconds})]
+    rows = [("federated" + _at(results.get("selected")), {**results["final"], "seconds": train_seconds})]
     base = results.get("baselines") or {}
     diff = base.get("auc_difference") or {}
     if "pooled" in base:
-        rows.append(("pooled (same schedule)", {**base["pooled"], "auc_difference": diff.get("pooled")}))
+        rows.append(("pooled (same schedule)" + _at(base["pooled"].get("selected")),
+                     {**base["pooled"], "auc_difference": diff.get("pooled")}))
     best = base.get("best_single_site")
     if best:
-        rows.append((f"best single site ({best})",
+        rows.append((f"best single site ({best})" + _at(base["single_sites"][best].get("selected")),
                      {**base["single_sites"][best], "auc_difference": diff.get("best_single_site")}))
     return rows
+
+
+def _at(selected: dict | None) -> str:
+    """', round 7': which round a model is, when it was selected on the validate split."""
+    if not selected or selected.get("round") is None or selected.get("rule") == "last":
+        return ""
+    return f", round {selected['round']}"
 
 
 def difference_text(metrics: dict) -> str:
@@ -47,19 +55,63 @@ def bleu_of(metrics: dict, lang: str):
 
 
 def plot_metric_per_round(results: dict, path: Path) -> None:
-    rounds = results["rounds"]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    """Test and validate AUC per round, validate BLEU-4 of report-generation rounds, the selected round marked."""
+    rounds = [r for r in results["rounds"] if not r.get("skipped")]
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
     xs = [0] + [r["round"] for r in rounds]
     ax.plot(xs, [results.get("initial", {}).get("auc_macro")] + [r["auc_macro"] for r in rounds], "o-",
-            label="federated")
+            label="federated, test AUC")
+    val = [(r["round"], (r.get("validation") or {}).get("auc_macro")) for r in rounds]
+    if any(v is not None for _, v in val):
+        ax.plot([x for x, v in val if v is not None], [v for _, v in val if v is not None], "s--",
+                label="federated, validate AUC")
     for label, metrics in comparison_rows(results)[1:]:
         ax.axhline(metrics["auc_macro"], linestyle="--", color="grey" if "single" in label else "black",
-                   label=f"{label} (end)")
-    ax.set(xlabel="round", ylabel="zero-shot macro AUC (test split)", title="Global model per round")
-    ax.legend(fontsize=8)
+                   label=f"{label}, test")
+    chosen = (results.get("selected") or {}).get("round")
+    if chosen and (results.get("selected") or {}).get("rule") != "last":
+        ax.axvline(chosen, color="tab:red", linewidth=1, label=f"selected: round {chosen}")
+    bleu = [(r["round"], (r.get("validation") or {}).get("bleu4")) for r in rounds]
+    if any(v is not None for _, v in bleu):
+        twin = ax.twinx()
+        twin.plot([x for x, v in bleu if v is not None], [v for _, v in bleu if v is not None], "^:",
+                  color="tab:green", label="validate BLEU-4")
+        twin.set_ylabel("BLEU-4 (validate)")
+        twin.legend(fontsize=7, loc="lower right")
+    ax.set(xlabel="round", ylabel="zero-shot macro AUC", title="Global model per round")
+    ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def selection_section(results: dict) -> list[str]:
+    """Which round each model is, chosen on the validate split (never on test), and why."""
+    chosen = results.get("selected")
+    if not chosen:
+        return []
+    if chosen.get("rule") == "last":
+        return ["", "## Model selection", "", "Off (`select: last`): every model is its last round."]
+    lines = ["", "## Model selection (validate split)", "",
+             f"Each stage keeps its best round on the validate split (macro AUC for contrastive rounds, BLEU-4 "
+             f"for report generation; rule `{chosen['rule']}`, patience {chosen.get('patience') or 'off'}); the "
+             "test metrics above are the selected models'.", "", "| model | stage | metric | round | validate |",
+             "|---|---|---|---|---|"]
+    models = [("federated", chosen)]
+    base = results.get("baselines") or {}
+    if (base.get("pooled") or {}).get("selected"):
+        models.append(("pooled", base["pooled"]["selected"]))
+    for site, m in sorted((base.get("single_sites") or {}).items()):
+        if m.get("selected"):
+            models.append((site, m["selected"]))
+    for label, doc in models:
+        for stage in doc.get("stages", []):
+            stopped = f" (stopped after {stage['stopped_after']})" if stage.get("stopped_after") else ""
+            lines.append(f"| {label} | {stage['stage']} {stage['objective']} | {stage['metric']} | "
+                         f"{stage.get('round')}{stopped} | {_f(stage.get('value'))} |")
+    if results.get("early_stopped"):
+        lines += ["", f"Early stopping ended the run: {results['early_stopped']}."]
+    return lines
 
 
 def plot_site_contribution(results: dict, path: Path) -> None:
@@ -218,12 +270,17 @@ def write_report(run_dir: Path) -> Path:
             own = specs.get(site, {}).get("language", "?")
             cells = [f"{_f(scores.get(lang))}{'' if lang == own else ' (cross-language)'}" for lang in langs]
             lines.append(f"| {site} | {own} | " + " | ".join(cells) + " |")
-    lines += ["", "## Rounds", "", "| round | objective | AUC | seconds | site: status, examples, loss, MB up |",
-              "|---|---|---|---|---|"]
+    lines += selection_section(results)
+    lines += ["", "## Rounds", "", "| round | objective | test AUC | validate | seconds | "
+              "site: status, examples, loss, MB up |", "|---|---|---|---|---|---|"]
     for r in results["rounds"]:
-        cells = "; ".join(f"{name}: {s['status']}, {s.get('examples', 0)}, {_f(s.get('loss'))}, "
-                          f"{(s.get('bytes_up') or 0) / 2**20:.1f}" for name, s in sorted(r["sites"].items()))
-        lines.append(f"| {r['round']} | {r['objective']} | {_f(r['auc_macro'])} | {_f(r.get('seconds'), 1)} | {cells} |")
+        cells = r.get("skipped") or "; ".join(
+            f"{name}: {s['status']}, {s.get('examples', 0)}, {_f(s.get('loss'))}, "
+            f"{(s.get('bytes_up') or 0) / 2**20:.1f}" for name, s in sorted(r["sites"].items()))
+        v = r.get("validation") or {}
+        val = f"{v['metric']} {_f(v.get('value'))}{' ★' if v.get('best') else ''}" if v.get("metric") else "—"
+        lines.append(f"| {r['round']} | {r['objective']} | {_f(r['auc_macro'])} | {val} | "
+                     f"{_f(r.get('seconds'), 1)} | {cells} |")
     lines += (screening_section(results) + privacy_section(results) + site_dp_section(results)
               + dp_cost_section(results))
     evals = [(r["round"], r["site_eval"]) for r in results["rounds"] if r.get("site_eval")]

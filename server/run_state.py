@@ -1,9 +1,11 @@
 """What a federated run leaves on disk after every round, so ``--resume`` loses and repeats nothing.
 
 After round r: ``strategy.safetensors`` (a server optimiser's moments, FedAdam only),
-``model.safetensors`` (global weights, with the round in its header), then
-``state.json`` (round r, the per-round log, the initial metrics), each written to a temporary
-file and renamed, so a crash leaves either round r-1's pair or round r's, never a mix.
+``model-last.safetensors`` (the global weights after round r, with the round in its header), then
+``state.json`` (round r, the per-round log, the initial metrics, the selection's state), each
+written to a temporary file and renamed, so a crash leaves either round r-1's pair or round r's,
+never a mix. ``model.safetensors`` is the *selected* model (``shared_model.selection``): written
+whenever a round is the best of its stage so far, with its round in the header.
 """
 from __future__ import annotations
 
@@ -18,24 +20,31 @@ from shared_model.checkpoint import load_weights_into, read_metadata, save_check
 from shared_model.model import M3FM
 
 STATE = "state.json"
-WEIGHTS = "model.safetensors"
-MERGED = "model-merged.safetensors"  # with adapters: the last weights with them folded in, for inference
+WEIGHTS = "model.safetensors"  # the selected model
+LAST = "model-last.safetensors"  # the last round's global weights (what --resume continues from)
+MERGED = "model-merged.safetensors"  # with adapters: the selected weights with them folded in, for inference
 STRATEGY = "strategy.safetensors"
 
 
 def save_round(run_dir: Path, model: M3FM, *, server_round: int, rounds: list[dict], initial: dict,
-               strategy_arrays: dict[str, np.ndarray] | None = None) -> None:
+               strategy_arrays: dict[str, np.ndarray] | None = None, selection: dict | None = None) -> None:
     if strategy_arrays:  # a server optimiser's moments (FedAdam): resumed with the weights
         tmp = run_dir / f".{STRATEGY}.tmp"
         save_file({k: np.ascontiguousarray(v) for k, v in strategy_arrays.items()}, str(tmp),
                   metadata={"round": str(server_round)})
         os.replace(tmp, run_dir / STRATEGY)
-    tmp = run_dir / f".{WEIGHTS}.tmp"
-    save_checkpoint(tmp, model, extra={"round": server_round})
-    os.replace(tmp, run_dir / WEIGHTS)
+    save_weights(run_dir / LAST, model, server_round=server_round)
     tmp = run_dir / f".{STATE}.tmp"
-    tmp.write_text(json.dumps({"round": server_round, "rounds": rounds, "initial": initial}, indent=2))
+    tmp.write_text(json.dumps({"round": server_round, "rounds": rounds, "initial": initial,
+                               **({"selection": selection} if selection else {})}, indent=2))
     os.replace(tmp, run_dir / STATE)
+
+
+def save_weights(path: Path, model: M3FM, *, server_round: int, **extra) -> None:
+    """A checkpoint with its round in the header, written to a temporary file and renamed."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_checkpoint(tmp, model, extra={"round": server_round, **extra})
+    os.replace(tmp, path)
 
 
 def load_round(run_dir: Path, model: M3FM) -> dict | None:
@@ -44,9 +53,10 @@ def load_round(run_dir: Path, model: M3FM) -> dict | None:
     if not path.is_file():
         return None
     state = json.loads(path.read_text(encoding="utf-8"))
-    if read_metadata(run_dir / WEIGHTS).get("round") != state["round"]:
-        raise ValueError(f"{run_dir}: {WEIGHTS} and {STATE} disagree on the last round; refusing to resume")
-    load_weights_into(model, run_dir / WEIGHTS)
+    last = run_dir / LAST if (run_dir / LAST).is_file() else run_dir / WEIGHTS  # a run from before issue M
+    if read_metadata(last).get("round") != state["round"]:
+        raise ValueError(f"{run_dir}: {last.name} and {STATE} disagree on the last round; refusing to resume")
+    load_weights_into(model, last)
     state["strategy_arrays"] = load_file(str(run_dir / STRATEGY)) if (run_dir / STRATEGY).is_file() else {}
     return state
 

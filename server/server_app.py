@@ -26,7 +26,9 @@ from server.evaluation import ServerEvaluation, federated_metrics  # noqa: E402
 from server.grid import PromptGrid  # noqa: E402
 from server.receipts import ReceiptStore  # noqa: E402
 from server.results import write_results  # noqa: E402
-from server.run_state import MERGED, load_round, restore_strategy, save_round, strategy_arrays  # noqa: E402
+from server.model_selection import ServerSelection  # noqa: E402
+from server.run_state import (MERGED, WEIGHTS, load_round, restore_strategy, save_round, save_weights,  # noqa: E402
+                              strategy_arrays)
 from server.screening import ScreeningConfig  # noqa: E402
 from server.secagg import SecAggConfig, SecureGrid  # noqa: E402
 from server.site_dp import WEIGHT_KEY, SiteDPConfig, SiteLevelDP  # noqa: E402
@@ -34,6 +36,7 @@ from server.strategy import make_strategy  # noqa: E402
 from shared_model.checkpoint import ModelSource, save_checkpoint  # noqa: E402
 from shared_model.device import resolve_device  # noqa: E402
 from shared_model.run_config import RunConfig  # noqa: E402
+from shared_model.selection import SelectionConfig  # noqa: E402
 
 
 def _metrics(final: dict) -> dict:
@@ -96,27 +99,38 @@ def main(grid: Grid, context: Context, *, run_dir: Path, data: str) -> None:
                              update_dtype=run.update_dtype,
                              **({"weighted_by_key": WEIGHT_KEY} if site_dp.on else {}))
     strategy.receipts = ReceiptStore(run_dir / "receipts")  # each DP site's ledger head, kept across --resume
+    selection = ServerSelection(SelectionConfig(metric=run.select, patience=run.patience), schedule=run.schedule,
+                                rounds=total, run_dir=run_dir, evaluation=evaluation, device=device, state=state,
+                                model=model)
+    strategy.skip_round = selection.skip_reason
+    if deployed and selection.cfg.on:  # the sites score their own validate patients every round
+        strategy.validate_rounds = selection.validate_metric
     if state:
         restore_strategy(strategy, state["strategy_arrays"])
     if site_dp.on:  # a resumed run has already spent its earlier rounds
         strategy = SiteLevelDP(strategy, site_dp, released=sum(1 for r in rounds if r.get("site_dp")))
     started = time.perf_counter()
-    last: dict = {}
 
     def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord:
         global_round = server_round + done
+        log = strategy.round_log.get(global_round, {})
+        if server_round > 0 and log.get("skipped"):  # its stage stopped early: nothing trained, nothing to score
+            rounds.append({"round": global_round, "objective": log.get("objective"), "auc_macro": None,
+                           "skipped": log["skipped"], "sites": {}})
+            save_round(run_dir, model, server_round=global_round, rounds=rounds, initial=initial,
+                       strategy_arrays=strategy_arrays(strategy), selection=selection.to_json())
+            return MetricRecord({})
         model.load_state_dict(arrays.to_torch_state_dict())
         model.to(device)
-        final_round = global_round == total or strategy.round_log.get(global_round, {}).get("stopped")
-        result = (evaluation(model, device, reports=bool(final_round)) if evaluation
+        # Test AUC every round, for the plot only: the model is selected on validate (server.model_selection).
+        result = (evaluation(model, device, reports=False) if evaluation
                   else federated_metrics(strategy.site_eval.get(global_round, {})))
-        last.clear()
-        last.update(result)
         if server_round == 0 and not state:
             initial.update(_metrics(result))
         elif server_round > 0:
-            log = strategy.round_log.get(global_round, {})
+            validation = selection.after_round(global_round, model, arrays, strategy.site_eval.get(global_round, {}))
             rounds.append({"round": global_round, "objective": log.get("objective"), **_metrics(result),
+                           "validation": validation,
                            "seconds": log.get("seconds"), "sites": log.get("sites", {}),
                            **({"site_eval": strategy.site_eval[global_round]}
                               if global_round in strategy.site_eval else {}),
@@ -126,14 +140,16 @@ def main(grid: Grid, context: Context, *, run_dir: Path, data: str) -> None:
                            **({"aggregation": log["aggregation"]} if log.get("aggregation") else {}),
                            **({"stopped": log["stopped"]} if log.get("stopped") else {})})
             save_round(run_dir, model, server_round=global_round, rounds=rounds, initial=initial,
-                       strategy_arrays=strategy_arrays(strategy))
+                       strategy_arrays=strategy_arrays(strategy), selection=selection.to_json())
             report_progress(progress, event="round", **rounds[-1])
             logging.getLogger("flwr").info(round_line(rounds[-1]))
             if log.get("stopped"):
                 raise StopRun(log["stopped"])
+            if selection.run_over(global_round) and global_round < total:
+                raise StopRun(validation.get("stopped", "early stopping"), early=True)
         return MetricRecord({} if result["auc_macro"] is None else {"auc-macro": result["auc_macro"]})
 
-    stopped = None
+    stopped = early = None
     try:
         if total - done > 0:
             strategy.start(grid=grid, initial_arrays=ArrayRecord(model.state_dict()), num_rounds=total - done,
@@ -142,24 +158,53 @@ def main(grid: Grid, context: Context, *, run_dir: Path, data: str) -> None:
         else:
             evaluate(0, ArrayRecord(model.state_dict()))
     except StopRun as exc:
-        stopped = str(exc)
-    if stopped and not last.get("bleu") and evaluation:
-        last.update(evaluation(model, device, reports=True))
+        stopped, early = (None, str(exc)) if exc.early else (str(exc), None)
+    chosen = selection.summary()
+    final = _selected_test(model, selection, evaluation=evaluation, device=device, strategy=strategy, grid=grid,
+                           chosen=chosen, done=done, last_round=rounds[-1]["round"] if rounds else 0,
+                           stopped=bool(stopped), timeout=run.round_timeout) or dict(NOT_EVALUATED)
+    save_weights(run_dir / WEIGHTS, model.cpu(), server_round=chosen.get("round") or done, selected=chosen["metric"])
     if model.adapter:  # base + adapters is what the run keeps; inference takes them folded in
         save_checkpoint(run_dir / MERGED, source.merged(model.cpu()), extra={"merged_from": str(model.adapter)})
-    write_results(run_dir, mode="federated", config=run.to_run_config(), final=last, rounds=rounds,
+    write_results(run_dir, mode="federated", config=run.to_run_config(), final=final, rounds=rounds,
                   data_report=evaluation.data_report if evaluation else {},
                   seconds={"total": time.perf_counter() - started, "declarations": strategy.declarations.seconds},
                   sites=sites or sorted(set(strategy.node_names.values())), initial=initial,
-                  declarations=strategy.declarations.by_site(),
+                  declarations=strategy.declarations.by_site(), selected=chosen,
                   **({"privacy": strategy.privacy_statements} if strategy.privacy_statements else {}),
-                  **({"stopped": stopped} if stopped else {}))
+                  **({"stopped": stopped} if stopped else {}), **({"early_stopped": early} if early else {}))
     if deployed:  # a simulation writes its report after the baselines (sim.simulate)
         from server.report import write_report
 
         write_report(run_dir)
     logging.getLogger("flwr").removeHandler(log_file)
     log_file.close()
+
+
+def _selected_test(model, selection: ServerSelection, *, evaluation, device, strategy, grid, chosen: dict, done: int,
+                   last_round: int, stopped: bool, timeout: float) -> dict | None:
+    """The selected model (loaded into ``model``) on the test split: by the server in a simulation,
+    by the sites on their own test patients in a deployment (the last round's answers when the last
+    round is the one selected; none when the run stopped for want of sites)."""
+    selected = selection.selected_arrays()
+    if selected is not None:
+        model.load_state_dict(selected.to_torch_state_dict())
+    model.to(device)
+    if evaluation is not None:
+        return evaluation(model, device, reports=True)
+    step = chosen.get("round")
+    if step is None:
+        return None
+    if step == last_round and step in strategy.site_eval:
+        return {**federated_metrics(strategy.site_eval[step]), "site_eval": strategy.site_eval[step]}
+    if stopped:
+        return None
+    per_site = strategy.evaluate_once(grid, ArrayRecord(model.state_dict()), server_round=step - done,
+                                      timeout=timeout)
+    return {**federated_metrics(per_site), "site_eval": per_site}
+
+
+NOT_EVALUATED = {"auc_macro": None, "bleu": {}, "evaluated_by": "not evaluated: the run stopped before a site could"}
 
 
 def _log_to(path: Path) -> logging.Handler:
@@ -180,4 +225,9 @@ def round_line(entry: dict) -> str:
 
 
 class StopRun(Exception):
-    """Too few live sites: the run ends cleanly with the last good model."""
+    """Too few live sites (the run ends cleanly with the last good model), or ``early``: the
+    last stage stopped improving on validate (``shared_model.selection``)."""
+
+    def __init__(self, reason: str, *, early: bool = False) -> None:
+        super().__init__(reason)
+        self.early = early

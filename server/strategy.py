@@ -12,9 +12,6 @@ and the one weight key, whatever else a site (DP or not) put in its metrics.
 """
 from __future__ import annotations
 
-import json
-
-import math
 import re
 import time
 from collections.abc import Iterable
@@ -27,6 +24,7 @@ from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx
 from server.aggregation import Aggregation
 from server.declarations import SiteDeclarations
 from server.screening import ScreeningConfig, Verdict, examples_of, screen_reply
+from server.site_evaluation import SiteEvaluation, _finite, _integer
 from shared_model.config import ALIASES, fill_aliases, trained_keys
 from shared_model.schedule import check_schedule, objective_for
 from shared_model.update_codec import SCALES, decode
@@ -38,7 +36,7 @@ class TooFewSites(RuntimeError):
     """Fewer live sites than the configured minimum: the run stops cleanly after this round."""
 
 
-class ObjectiveRounds:
+class ObjectiveRounds(SiteEvaluation):
     """Mixin over a Flower strategy; every Flower keyword argument passes through unchanged."""
 
     def __init__(self, *, schedule: str, site_names: list[str], round_offset: int = 0, min_live_sites: int = 1,
@@ -70,12 +68,19 @@ class ObjectiveRounds:
         self.receipts = None  # server.receipts.ReceiptStore: each DP site's ledger head, set by the ServerApp
         self._epsilon: dict[str, float] = {}  # each site's last stated ε (a round it sits out keeps it)
         self.node_names: dict[int, str] = {}  # deployed sites name themselves in their replies
+        self.skip_round = None  # global round -> why nothing trains in it (early stopping), or None
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
                         ) -> Iterable[Message]:
         global_round = server_round + self.round_offset
         self._bytes_down = arrays.count_bytes()
         self._global, self._verdicts, self._start = arrays, {}, {}
+        reason = self.skip_round(global_round) if self.skip_round else None
+        if reason:  # early stopping ended this round's stage (shared_model.selection): nothing is sent
+            self._sent, self._skipped = [], []
+            self.round_log[global_round] = {"objective": objective_for(global_round, self.schedule), "sites": {},
+                                            "seconds": 0.0, "skipped": reason}
+            return []
         # The sites' model dtypes are the first global's (the model's own state dict): FedAdam's server
         # step hands back float64, which an honest site loads into its float32 model and sends as such.
         self._dtypes = self._dtypes or {k: arrays[k].numpy().dtype for k in arrays.keys()}
@@ -136,6 +141,8 @@ class ObjectiveRounds:
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        if self.round_log.get(server_round + self.round_offset, {}).get("skipped"):
+            return None, None
         replies = self.receipts.take(replies, self.node_names) if self.receipts else replies
         replies = self.screen(server_round, replies)
         sites: dict[str, dict] = {}
@@ -230,41 +237,6 @@ class ObjectiveRounds:
                 arrays[key] = self._global[key]
         fill_aliases(arrays)
 
-    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-                           ) -> Iterable[Message]:
-        global_round = server_round + self.round_offset
-        self._eval_skipped = []  # Flower calls aggregate_evaluate every round, asked or not
-        last = global_round == self.total_rounds
-        due = self.client_eval_every > 0 and global_round % self.client_eval_every == 0
-        if not (last or due) or self.round_log.get(global_round, {}).get("stopped"):
-            return []
-        config["global-round"] = global_round
-        messages = list(super().configure_evaluate(server_round, arrays, config, grid))
-        # A site that declared no images has no test images to score: it is not sent the model.
-        imageless = {node for node, d in (self.declarations.by_node if self.declarations else {}).items()
-                     if not d.get("images", True)}
-        self._eval_skipped = [m.metadata.dst_node_id for m in messages if m.metadata.dst_node_id in imageless]
-        return [m for m in messages if m.metadata.dst_node_id not in imageless]
-
-    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
-        """Keep each site's own metrics (in its language) rather than only their average."""
-        per_site = {self.node_names.get(node, f"node-{node}"): {"status": "not asked: the site declared no images",
-                                                                 "test_images": 0} for node in self._eval_skipped}
-        for reply in replies:
-            if reply.has_error():
-                name, reason = self._error_site(reply)
-                per_site[name] = {"status": f"error: {reason}"}
-                continue
-            m = reply.content.metric_records.get("metrics") or MetricRecord()
-            name = self._site_name(_integer(m.get("site-index"), -1), reply)
-            per_site[name] = _evaluation_entry(m)
-            statement = site_statement(reply.content.config_records.get("privacy-statement"))
-            if statement is not None:
-                self.privacy_statements[name] = {**statement, "reported_in_round": server_round + self.round_offset}
-        if per_site:
-            self.site_eval[server_round + self.round_offset] = per_site
-        return None
-
     def _site_name(self, index: int, reply: Message) -> str:
         node = reply.metadata.src_node_id
         if "name" in reply.content.config_records.get("site", {}):  # the site's own name (its node config)
@@ -314,50 +286,6 @@ def decoded(reply: Message, start: dict, dtype: str) -> str | None:
     records["arrays"] = ArrayRecord({k: Array(np.asarray(v)) for k, v in weights.items()})
     reply.content = RecordDict(records)
     return None
-
-
-def _integer(value, default: int) -> int:
-    return int(value) if isinstance(value, (int, float)) and math.isfinite(value) else default
-
-
-def _finite(value) -> float | None:
-    """A site's stated number, or None (not stated, or NaN: what a DP site that withholds it sends)."""
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
-
-
-def site_statement(record) -> dict | None:
-    """A deployed DP site's privacy statement (``privacy.statement``, built from its own ledger), as it
-    sent it with its evaluation; anything that is not a small JSON object is ignored."""
-    text = (record or {}).get("json")
-    if not isinstance(text, str) or len(text) > 64_000:
-        return None
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError:
-        return None
-    # A site whose ledger fails verification says so (``verified: false``, its problems, no ε): shown as is.
-    if isinstance(doc, dict) and (isinstance(doc.get("epsilon"), (int, float)) or doc.get("verified") is False):
-        return doc
-    return None
-
-
-def _evaluation_entry(m: MetricRecord) -> dict:
-    """A site's evaluation metrics, or why they are not used (metrics are fractions, counts whole)."""
-    images = m.get("num-examples")
-    if isinstance(images, bool) or not isinstance(images, int) or images < 0:
-        return {"status": "rejected: num-examples is not a count"}
-    if "withheld" in m:  # the site's privacy policy does not release evaluation metrics
-        return {"status": "metrics withheld by the site's privacy policy", "test_images": images}
-    scores = {"auc-macro": m.get("auc-macro"), "bleu4": m.get("bleu4"),
-              **{k: v for k, v in m.items() if k.startswith("bleu4-")}}
-    bad = [k for k, v in scores.items() if not isinstance(v, (int, float))
-           or (math.isfinite(v) and not 0 <= v <= 1) or (not math.isfinite(v) and k != "auc-macro")]
-    if bad:
-        return {"status": f"rejected: {bad[0]} is not a fraction in [0, 1]"}
-    return {"status": "ok", "test_images": images, "auc_macro": _finite(scores["auc-macro"]),
-            "bleu4": float(scores["bleu4"]) if images else None,
-            "bleu4_by_language": {k.removeprefix("bleu4-"): float(v) for k, v in scores.items()
-                                  if k.startswith("bleu4-")}}
 
 
 def make_strategy(name: str, *, options: dict | None = None, aggregation: Aggregation = Aggregation(),

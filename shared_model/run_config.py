@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from shared_model.schedule import check_schedule
+from shared_model.selection import SelectionConfig
 
 
 UPDATE_DTYPES = ("fp32", "fp16", "int8")
@@ -68,6 +69,9 @@ class RunConfig:
     vit_weights: str = ""  # local timm ViT weights for the image tower
     adapter: str = ""  # "": the whole model trains; lora:R: peft LoRA adapters and heads on a frozen start
     update_dtype: str = "fp32"  # what a site sends: fp32 | fp16 | int8 (per-tensor scale); SecAgg+ quantises itself
+    # Model selection on the validate split (shared_model.selection): auto | auc | bleu4 | last (off).
+    select: str = "auto"
+    patience: int = 0  # a stage stops after this many rounds without a better validation score (0: never)
 
     def __post_init__(self) -> None:
         check_schedule(self.schedule)
@@ -86,6 +90,10 @@ class RunConfig:
             raise ValueError(f"adapter must be lora:R, got {self.adapter!r}")
         for name in ("drop_sites", "poison_sites"):
             _indices(getattr(self, name), key(name))
+        try:
+            SelectionConfig(metric=self.select, patience=self.patience)
+        except ValueError as exc:  # the run config names keys, not flags
+            raise ValueError(str(exc).replace("--select", "select").replace("--patience", "patience")) from None
 
     @classmethod
     def from_run_config(cls, rc) -> "RunConfig":

@@ -22,15 +22,18 @@ from shared_model.device import resolve_device
 from shared_model.evaluate import evaluate_model
 from shared_model.model import parameter_counts
 from shared_model.objectives import contrastive_epoch, lm_epoch, make_optimizer, one_cycle
+from shared_model.selection import Selector, epoch_stages
+from sim.baselines import copy_state
 from sim.central_config import CentralConfig
 
 
 def load_split_examples(data: str, image_size: int, languages: tuple[str, ...]
-                        ) -> tuple[Examples, Examples, dict]:
+                        ) -> tuple[Examples, Examples, Examples, dict]:
+    """train, validate, test, and the data report."""
     records, report = load_records(data, languages=languages)
     examples = decode(records, image_size, report)
-    return (examples.subset(lambda r: r.split == "train"), examples.subset(lambda r: r.split == "test"),
-            report.summary(examples.records))
+    train, validate, test = (examples.subset(lambda r, s=s: r.split == s) for s in ("train", "validate", "test"))
+    return train, validate, test, report.summary(examples.records)
 
 
 def run_central(cfg: CentralConfig, console: Console | None = None) -> dict:
@@ -40,9 +43,9 @@ def run_central(cfg: CentralConfig, console: Console | None = None) -> dict:
     torch.manual_seed(cfg.seed)
     device, model_cfg = resolve_device(cfg.device), get_preset(cfg.preset)
     started = time.perf_counter()
-    train, test, data_report = load_split_examples(cfg.data, model_cfg.image_size, cfg.languages)
-    console.print(f"data: {len(train.records)} train / {len(test.records)} test records, "
-                  f"{data_report['skipped']} skipped")
+    train, validate, test, data_report = load_split_examples(cfg.data, model_cfg.image_size, cfg.languages)
+    console.print(f"data: {len(train.records)} train / {len(validate.records)} validate / {len(test.records)} "
+                  f"test records, {data_report['skipped']} skipped")
     if not train.records:
         raise DataError(cfg.data, "no usable training records (see `m3fed data check`)")
     if not test.records:
@@ -60,23 +63,35 @@ def run_central(cfg: CentralConfig, console: Console | None = None) -> dict:
     lm_batch = t.batch_for("report-generation")
     lm_sched = one_cycle(lm_opt, cfg.lm_epochs * math.ceil(len(train.records) / lm_batch))
     history = []
+    bank = bank_texts(train.records, cfg.bank_size, cfg.seed)
+    selector = _selector(cfg, validate, console)
+    val_inputs = evaluation_inputs(validate, cfg.eval_labels)
+    stages = {"contrastive": (clip_opt, clip_sched), "report-generation": (lm_opt, lm_sched)}
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn(), console=console) as bar:
-        task = bar.add_task("contrastive", total=cfg.contrastive_epochs, loss=float("nan"))
-        for epoch in range(cfg.contrastive_epochs):
-            loss = contrastive_epoch(model, pair_batches(train, t.batch_size, gen), clip_opt, t, device,
-                                     scheduler=clip_sched)
-            history.append({"objective": "contrastive", "epoch": epoch + 1, "loss": loss})
-            bar.update(task, advance=1, loss=loss)
-        task = bar.add_task("report generation", total=cfg.lm_epochs, loss=float("nan"))
-        for epoch in range(cfg.lm_epochs):
-            loss = lm_epoch(model, text_batches(train, lm_batch, gen), lm_opt, t, device, scheduler=lm_sched)
-            history.append({"objective": "report-generation", "epoch": epoch + 1, "loss": loss})
-            bar.update(task, advance=1, loss=loss)
+        for stage in selector.stages:
+            task = bar.add_task(stage.objective, total=len(stage.steps), loss=float("nan"))
+            opt, sched = stages[stage.objective]
+            for epoch, step in enumerate(stage.steps, start=1):
+                if stage.objective == "contrastive":
+                    loss = contrastive_epoch(model, pair_batches(train, t.batch_size, gen), opt, t, device,
+                                             scheduler=sched)
+                else:
+                    loss = lm_epoch(model, text_batches(train, lm_batch, gen), opt, t, device, scheduler=sched)
+                val = (evaluate_model(model, **val_inputs, bank_texts=bank, device=device, languages=cfg.languages,
+                                      num_beams=cfg.num_beams, reports=stage.metric == "bleu4")
+                       if cfg.selection().on and len(val_inputs["images"]) else {})
+                entry = selector.observe(step, {**val, **_mean_bleu(val)}, snapshot=lambda: copy_state(model))
+                history.append({"objective": stage.objective, "epoch": epoch, "loss": loss,
+                                "validation": {"auc_macro": val.get("auc_macro"), **_mean_bleu(val),
+                                               "metric": stage.metric, "value": entry["value"], "best": entry["best"]}})
+                bar.update(task, advance=1, loss=loss)
+                if selector.stage_ends(step):
+                    model.load_state_dict(selector.best_state(step))
+                    break
     train_seconds = time.perf_counter() - started
-    with console.status("evaluating on the test split"):
-        final = evaluate_model(model, **evaluation_inputs(test, cfg.eval_labels),
-                               bank_texts=bank_texts(train.records, cfg.bank_size, cfg.seed), device=device,
+    with console.status("evaluating the selected model on the test split"):
+        final = evaluate_model(model, **evaluation_inputs(test, cfg.eval_labels), bank_texts=bank, device=device,
                                num_beams=cfg.num_beams, languages=cfg.languages)
     config = {**dataclasses.asdict(cfg), "model": model_cfg.to_dict()}
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -85,5 +100,29 @@ def run_central(cfg: CentralConfig, console: Console | None = None) -> dict:
         save_checkpoint(out / "model-merged.safetensors", source.merged(model.cpu()), extra={"run_config": config})
     seconds = time.perf_counter() - started
     write_results(out, mode="central", config=config, final=final, data_report=data_report,
-                  history=history, seconds={"train": train_seconds, "total": seconds})
+                  history=history, selected=_selected(selector), seconds={"train": train_seconds, "total": seconds})
     return final
+
+
+def _selector(cfg: CentralConfig, validate: Examples, console: Console) -> Selector:
+    selection = cfg.selection()
+    if selection.on and not validate.records:
+        console.print("[yellow]no validate-split records: the last epoch of each stage is kept[/]")
+    return Selector(epoch_stages(cfg.contrastive_epochs, cfg.lm_epochs, selection.metric), selection)
+
+
+def _mean_bleu(result: dict) -> dict:
+    values = [b["bleu4"] for b in (result.get("bleu") or {}).values()]
+    return {"bleu4": sum(values) / len(values)} if values else {}
+
+
+def _selected(selector: Selector) -> dict:
+    """Which epoch of each stage the saved model is (epochs numbered within their stage)."""
+    doc = selector.selected(unit="epoch")
+    for stage in doc["stages"]:
+        before = selector.stages[stage["stage"] - 1].steps[0] - 1
+        stage["epoch"] -= before
+        if "stopped_after" in stage:
+            stage["stopped_after"] -= before
+    last = doc["stages"][-1] if doc["stages"] else {}
+    return {**doc, "epoch": last.get("epoch"), "objective": last.get("objective")}

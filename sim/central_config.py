@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from shared_model.config import get_preset
 from shared_model.findings import DEFAULT_EVAL_LABELS
+from shared_model.selection import SelectionConfig
 from shared_model.train_config import TrainConfig
 
 
@@ -26,11 +27,19 @@ class CentralConfig:
     text_model: str | None = None  # a local Hugging Face encoder directory: text tower and tokenizer
     adapter: str = ""  # "" or lora:R: train adapters and heads on the frozen start (shared_model.adapters)
     train: TrainConfig = TrainConfig()
+    # Each stage (contrastive epochs, then report-generation epochs) keeps its best epoch on the
+    # validate split; patience N: a stage stops after N epochs without a better score (shared_model.selection).
+    select: str = "auto"
+    patience: int = 0
 
     def __post_init__(self) -> None:
         get_preset(self.preset)
         if self.contrastive_epochs < 0 or self.lm_epochs < 0:
             raise ValueError("epochs must be >= 0")
+        self.selection()
+
+    def selection(self) -> SelectionConfig:
+        return SelectionConfig(metric=self.select, patience=self.patience)
 
     def model_source(self):
         """Where the model comes from (``shared_model.checkpoint.ModelSource``), checked: CheckpointError says what is wrong."""

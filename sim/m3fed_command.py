@@ -6,6 +6,7 @@ User mistakes (bad paths, bad data, bad config values, foreign checkpoints) end 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -44,13 +45,14 @@ def _central(args: argparse.Namespace) -> int:
     from shared_model.device import resolve_device
     from sim.central import run_central
     from sim.central_config import CentralConfig
-    from sim.summary import print_final
+    from sim.summary import print_final, selection_line
 
     try:
         cfg = CentralConfig(data=args.data, out=args.out, preset=args.preset, seed=args.seed, device=args.device,
                             contrastive_epochs=args.contrastive_epochs, lm_epochs=args.lm_epochs,
                             num_beams=args.beams, languages=tuple(args.languages), init=args.init,
-                            vit_weights=args.vit_weights, text_model=args.text_model, adapter=args.adapter)
+                            vit_weights=args.vit_weights, text_model=args.text_model, adapter=args.adapter,
+                            select=args.select, patience=args.patience)
         resolve_device(cfg.device)
         cfg.model_source()  # every named file checked before the data is read
     except ValueError as exc:
@@ -58,6 +60,8 @@ def _central(args: argparse.Namespace) -> int:
     console = Console()
     final = run_central(cfg, console)
     print_final(console, final, title=f"pooled baseline ({args.preset})")
+    results = json.loads((Path(args.out) / "results.json").read_text(encoding="utf-8"))
+    console.print(selection_line(results.get("selected"), unit="epoch"))
     console.print(f"results: {Path(args.out) / 'results.json'}")
     return 0
 
@@ -94,7 +98,7 @@ def _sim(args: argparse.Namespace) -> int:
                             site_dp=args.site_dp, site_dp_clip=args.site_dp_clip, site_dp_delta=args.site_dp_delta,
                             site_dp_max_epsilon=args.site_dp_max_epsilon, init=args.init,
                             text_model=args.text_model, vit_weights=args.vit_weights, adapter=args.adapter,
-                            update_dtype=args.update_dtype,
+                            update_dtype=args.update_dtype, select=args.select, patience=args.patience,
                             dp_sites=args.dp_sites, aggregation=args.aggregation, max_update_rms=args.max_update_rms,
                             poison_sites=args.poison_sites, poison=args.poison)
         except ValueError as exc:
@@ -109,6 +113,7 @@ def _print_comparison(console, results: dict) -> None:
     from rich.table import Table
 
     from server.report import bleu_of, comparison_rows, difference_text
+    from sim.summary import selection_line
 
     rows = comparison_rows(results)
     langs = sorted({lang for _, m in rows for lang in (m.get("bleu") or {})})
@@ -121,6 +126,9 @@ def _print_comparison(console, results: dict) -> None:
         table.add_row(label, fmt(m["auc_macro"]), difference_text(m), *[fmt(bleu_of(m, lang)) for lang in langs],
                       fmt(m.get("seconds"), 0))
     console.print(table)
+    console.print("federated " + selection_line(results.get("selected"), unit="round"))
+    if results.get("early_stopped"):
+        console.print(f"early stopping: {results['early_stopped']}")
     if results.get("stopped"):
         console.print(f"[yellow]run stopped early: {results['stopped']}[/]")
 
@@ -165,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--languages", nargs="+", default=list(defaults.languages), choices=("en", "zh"))
     p.add_argument("--init", help="m3fed checkpoint (.safetensors) to start from; nothing is downloaded")
     _model_arguments(p)
+    selection_arguments(p, defaults, unit="epoch")
     p.set_defaults(func=_central)
 
     sim_defaults = SimConfig(data="", out="")
@@ -226,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="m3fed checkpoint (.safetensors, e.g. `m3fed central` on public data) the federation and "
                         "its pooled and single-site baselines start from (default: weights drawn from --seed)")
     _model_arguments(p)
+    selection_arguments(p, sim_defaults, unit="round")
     p.add_argument("--update-dtype", default=sim_defaults.update_dtype, choices=("fp32", "fp16", "int8"),
                    help="what a site sends: fp32 weights, or its change as fp16 or int8 with a per-tensor scale "
                         "(not with --secagg, which quantises itself)")
@@ -255,6 +265,19 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
                         "multilingual BERT): the text tower, and the tokenizer of the text tower and MultiMedLM")
     p.add_argument("--adapter", default="", metavar="lora:R",
                    help="train and send only rank-R LoRA adapters (peft) and the heads; the start stays frozen")
+
+
+def selection_arguments(p: argparse.ArgumentParser, defaults, *, unit: str) -> None:
+    """--select and --patience (shared_model.selection), for central, sim and run."""
+    from shared_model.selection import SELECT_METRICS
+
+    p.add_argument("--select", default=defaults.select, choices=SELECT_METRICS,
+                   help=f"model selection on the validate split, per stage (contrastive {unit}s, then report "
+                        f"generation): auto = macro AUC, then BLEU-4; auc or bleu4 for every stage; last = no "
+                        f"selection (the last {unit})")
+    p.add_argument("--patience", type=int, default=defaults.patience, metavar="N",
+                   help=f"early stopping: a stage ends after N {unit}s without a better validation score "
+                        f"(0: never)")
 
 
 def _terminate(signum, _frame) -> None:

@@ -13,6 +13,7 @@ from server.strategy import STRATEGIES
 from shared_model.errors import CheckpointError
 from shared_model.run_config import UPDATE_DTYPES, RunConfig as Run
 from shared_model.schedule import check_schedule, objective_for
+from shared_model.selection import SelectionConfig
 from sim.partition import SiteSpec, parse_partition
 
 
@@ -69,6 +70,9 @@ class SimConfig:
     vit_weights: str | None = None  # local timm ViT weights for the image tower
     adapter: str = Run.adapter  # "" or lora:R (shared_model.adapters)
     update_dtype: str = Run.update_dtype  # what a site sends: fp32 | fp16 | int8
+    # Model selection on the validate split, the same rule for the federation and its baselines.
+    select: str = Run.select
+    patience: int = Run.patience
 
     def __post_init__(self) -> None:
         parse_partition(self.partition)
@@ -97,7 +101,11 @@ class SimConfig:
             raise ValueError("--update-dtype: SecAgg+ quantises the updates itself; use fp32 with --secagg")
         if self.update_dtype not in UPDATE_DTYPES:
             raise ValueError(f"--update-dtype must be one of {', '.join(UPDATE_DTYPES)}")
+        self.selection()
         self.check_model()
+
+    def selection(self) -> SelectionConfig:
+        return SelectionConfig(metric=self.select, patience=self.patience)
 
     def check_model(self) -> None:
         """The model's files (--init, --text-model, --vit-weights, --adapter): refused here, before any

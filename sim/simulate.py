@@ -42,7 +42,7 @@ def run_config_of(cfg: SimConfig, out: Path, *, resume: bool) -> dict:
         secagg_reconstruction_threshold=float(cfg.secagg_threshold), secagg_timeout=cfg.secagg_timeout,
         secagg_num_shares=float(cfg.secagg_shares), site_dp_noise_multiplier=float(cfg.site_dp),
         site_dp_clipping_norm=float(cfg.site_dp_clip), site_dp_delta=float(cfg.site_dp_delta),
-        site_dp_max_epsilon=float(cfg.site_dp_max_epsilon),
+        site_dp_max_epsilon=float(cfg.site_dp_max_epsilon), select=cfg.select, patience=cfg.patience,
         **_model_settings(cfg),
         aggregation=cfg.aggregation, max_update_rms=float(cfg.max_update_rms), poison=cfg.poison,
         **_failure_injection(cfg)).to_run_config()
@@ -108,10 +108,11 @@ def _baselines(cfg: SimConfig, out: Path, specs: list[dict], on_event) -> dict:
     evaluation = ServerEvaluation(str(Path(cfg.data).resolve()), model_cfg.image_size, seed=cfg.seed, run_dir=out,
                                   sites=[s["name"] for s in specs])
     train = TrainConfig(batch_size=cfg.batch_size, lr=cfg.lr, lm_lr=cfg.lm_lr, lm_batch_size=cfg.lm_batch_size)
-    # The run's last global weights; a run that ended before writing any has no difference to show.
+    # The run's selected global model; a run that ended before writing one has no difference to show.
     federated = load_checkpoint(out / WEIGHTS)[0].to(device) if (out / WEIGHTS).is_file() else None
     return run_baselines(run_dir=out, sites=specs, model_cfg=model_cfg, evaluation=evaluation, device=device,
                          federated=federated, init_seed=cfg.seed, source=source, on_event=on_event,
+                         selection=cfg.selection(),
                          rounds=cfg.rounds, schedule=cfg.schedule, local_epochs=cfg.local_epochs,
                          lm_local_epochs=cfg.lm_local_epochs, train=train, seed=cfg.seed, keep_optimizer=cfg.keep_optimizer)
 

@@ -24,6 +24,7 @@ from client.app.secagg import is_secure, secure_train  # noqa: E402
 from shared_model.config import get_preset, trained_keys  # noqa: E402
 from shared_model.run_config import RunConfig  # noqa: E402
 from shared_model.schedule import local_epochs_for, objective_progress  # noqa: E402
+from shared_model.selection import VALIDATE_PREFIX  # noqa: E402
 
 # torch, timm and transformers are imported inside the handlers: a SuperNode starts a new
 # process for every message, and three of SecAgg+'s four stages never touch the model.
@@ -243,11 +244,21 @@ def evaluate(msg: Message, context: Context, index: int) -> Message:
     model, cfg, device = _global_model(msg.content, context)
     data = data_path_of(context)
     languages, modalities = site_selection(context)
-    metrics = local_evaluation(model, data, cfg.image_size, device, seed=RunConfig.from_run_config(context.run_config).seed,
-                               cache_dir=decoded_cache_dir(context), languages=languages, modalities=modalities)
+    config = msg.content.config_records.get("config", ConfigRecord())
+    metrics = {}
+    # Test patients (the default: an older server asks no split), and validate patients for model
+    # selection (server.site_evaluation), with reports only when the round selects on BLEU-4.
+    for split in str(config.get("splits", "test")).split(","):
+        if split not in ("test", "validate"):
+            raise ValueError(f"evaluation split {split!r}: expected test or validate")
+        scores = local_evaluation(model, data, cfg.image_size, device,
+                                  seed=RunConfig.from_run_config(context.run_config).seed,
+                                  cache_dir=decoded_cache_dir(context), languages=languages, modalities=modalities,
+                                  split=split, reports=split == "test" or bool(config.get("validate-reports", 0)))
+        metrics.update({f"{VALIDATE_PREFIX if split == 'validate' else ''}{k}": v for k, v in scores.items()})
     policy = site_policy(context)
     if policy is not None and "eval-metrics" not in policy.release:  # the site's policy keeps them home
-        metrics = {"num-examples": metrics["num-examples"], "withheld": 1}
+        metrics = {k: v for k, v in metrics.items() if k.endswith("num-examples")} | {"withheld": 1}
     return Message(RecordDict({"metrics": MetricRecord({**metrics, "site-index": index}),
                                "site": _site_record(context), **statement_record(context)}), reply_to=msg)
 

@@ -103,21 +103,24 @@ def local_update(model: M3FM, examples: Examples, objective: str, *, train: Trai
 
 def local_evaluation(model: M3FM, data_path: str, image_size: int, device: torch.device, *, seed: int,
                      cache_dir: str | None = None, languages: tuple[str, ...] | None = None,
-                     modalities: tuple[str, ...] | None = None) -> dict:
-    """The global model on the site's own test patients, in the site's language(s).
+                     modalities: tuple[str, ...] | None = None, split: str = "test", reports: bool = True) -> dict:
+    """The global model on the site's own patients of ``split`` (test, or validate for model
+    selection), in the site's language(s); ``reports=False``: AUC only (no BLEU-4 key).
 
     The memory bank comes from the site's own training reports: it is built here and never leaves.
-    Test and bank records are those the site contributes (``languages`` / ``modalities``).
+    Evaluation and bank records are those the site contributes (``languages`` / ``modalities``).
     """
     selection = {"languages": languages, "modalities": modalities}
-    test = site_examples(data_path, image_size, "test", cache_dir, **selection)
-    inputs = evaluation_inputs(test, DEFAULT_EVAL_LABELS)
+    held_out = site_examples(data_path, image_size, split, cache_dir, **selection)
+    inputs = evaluation_inputs(held_out, DEFAULT_EVAL_LABELS)
     if not len(inputs["images"]) or not inputs["references"]:
-        return {"num-examples": 0, "auc-macro": float("nan"), "bleu4": 0.0}
+        return {"num-examples": 0, "auc-macro": float("nan"), **({"bleu4": 0.0} if reports else {})}
     languages = tuple(sorted(inputs["references"]))
     bank = bank_texts(site_examples(data_path, image_size, "train", cache_dir, **selection).records, 2000, seed)
     final = evaluate_model(model, **inputs, bank_texts=bank or inputs["references"][languages[0]][1],
-                           device=device, languages=languages)
+                           device=device, languages=languages, reports=reports)
+    if not reports:
+        return {"num-examples": len(inputs["images"]), "auc-macro": final["auc_macro"]}
     bleu = {lang: final["bleu"][lang]["bleu4"] for lang in languages}
     return {"num-examples": len(inputs["images"]), "auc-macro": final["auc_macro"],
             "bleu4": sum(bleu.values()) / len(bleu), **{f"bleu4-{lang}": b for lang, b in bleu.items()}}

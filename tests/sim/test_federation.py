@@ -86,6 +86,35 @@ def test_comparison_client_evaluation_and_report(federated_run):
         assert (federated_run / plot).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_every_model_is_selected_on_the_validate_split_and_says_which_round(federated_run):
+    from rich.console import Console
+
+    from shared_model.checkpoint import read_metadata
+    from sim.m3fed_command import _print_comparison
+
+    doc = json.loads((federated_run / "results.json").read_text(encoding="utf-8"))
+    # ``alternate`` is one stage, selected on validate AUC (a tie goes to the later, more trained round).
+    values = [r["validation"]["value"] for r in doc["rounds"]]
+    best = max(range(len(values)), key=lambda i: (values[i], i))
+    chosen = doc["selected"]
+    assert chosen["metric"] == "auc" and chosen["round"] == doc["rounds"][best]["round"]
+    assert chosen["value"] == values[best] and all(v is not None for v in values)
+    assert read_metadata(federated_run / "model.safetensors")["round"] == chosen["round"]
+    assert read_metadata(federated_run / "model-last.safetensors")["round"] == 2
+    base = doc["baselines"]
+    for model in (base["pooled"], *base["single_sites"].values()):  # the same rule for every arm
+        assert model["selected"]["rule"] == "auto" and model["selected"]["round"] in (1, 2)
+        assert [v["step"] for v in model["selected"]["validation"]] == sorted(
+            v["step"] for v in model["selected"]["validation"])
+    assert "## Model selection (validate split)" in (federated_run / "report.md").read_text(encoding="utf-8")
+    console = Console(record=True, width=200)
+    _print_comparison(console, doc)
+    text = console.export_text()
+    assert f"federated, round {chosen['round']}" in text
+    assert f"pooled (same schedule), round {base['pooled']['selected']['round']}" in text
+    assert "selected on the validate split: both round" in text
+
+
 def test_global_model_changed_and_learned(federated_run):
     doc = json.loads((federated_run / "results.json").read_text(encoding="utf-8"))
     initial, final = doc["initial"], doc["final"]
