@@ -22,8 +22,10 @@ from pathlib import Path
 from client.errors import DataError
 
 ROUTE = "/m3fed/artifacts/"
+# model.safetensors is the model selected on the validate split; model-last.safetensors the last round's;
+# model-merged.safetensors the selected one with its adapters folded in (a run with --adapter).
 DELIVERABLES = ("results.json", "report.md", "metric_per_round.png", "site_contribution.png", "model.safetensors",
-                "run.log")
+                "model-last.safetensors", "model-merged.safetensors", "run.log")
 
 
 def run_dir_of(linkstate, run_id: int) -> tuple[Path | None, str]:
