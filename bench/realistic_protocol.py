@@ -5,7 +5,8 @@
 2. ``m3fed central`` on the public cohort writes the start checkpoint.
 3. From that start, ``--adapter lora:R`` (peft LoRA + heads on the frozen start), on the same
    private sites: the federation with its pooled and single-site baselines (same start, same
-   adapters, same schedule; paired-bootstrap intervals of the AUC differences); the same
+   adapters, same schedule, each arm selected on the validate split by the same rule (issue M);
+   paired-bootstrap intervals of the AUC differences); the same
    federation with DP-SGD at every site (sample level, patient unit, ε = 8, δ = 1e-5); and with
    SecAgg+. The start alone is the federation's round-0 evaluation on the private test split.
 4. Bytes a site sends per round, against the full model's fp32 size: adapters, and full-model
@@ -57,6 +58,15 @@ def _max_bytes_up(doc: dict) -> int:
     return max((s["bytes_up"] for r in doc["rounds"] for s in r["sites"].values()), default=0)
 
 
+def _selected_rounds(doc: dict) -> dict:
+    """The round each arm was selected at on the validate split (issue M): every arm by the same rule."""
+    base = doc.get("baselines") or {}
+    arms = {"federated": doc.get("selected"), "pooled": (base.get("pooled") or {}).get("selected"),
+            **{site: m.get("selected") for site, m in (base.get("single_sites") or {}).items()}}
+    return {arm: [(s["objective"], s["round"], s["value"]) for s in (sel or {}).get("stages", [])]
+            for arm, sel in arms.items() if sel}
+
+
 def _records(out: Path) -> dict:
     return json.loads((out / "sites.json").read_text())["records"]
 
@@ -71,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start-epochs", type=int, default=20, help="contrastive epochs of the public start")
     parser.add_argument("--out", default="runs/realistic-protocol")
     parser.add_argument("--parts", default="start,federated,dp,secagg,bytes")
+    parser.add_argument("--patience", type=int, default=0, help="early stopping of every arm (issue M; 0: off)")
     args = parser.parse_args(argv)
     parts, out = set(args.parts.split(",")), Path(args.out)
     result: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()},
@@ -91,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = SimConfig(data=str(private), out=str(out / "federated"), sites=4, rounds=args.rounds,
                     partition="dirichlet:0.5", languages=("en", "zh", "en", "zh"), text_only_sites=0,
-                    init=str(start), adapter=args.adapter, lr=args.lr, seed=0, timeout=6 * 3600)
+                    init=str(start), adapter=args.adapter, lr=args.lr, seed=0, timeout=6 * 3600,
+                    patience=args.patience)
     arms = {}
     if "federated" in parts:
         doc, seconds = _timed("federated + pooled + single sites", lambda: run_simulation(cfg))
@@ -101,14 +113,15 @@ def main(argv: list[str] | None = None) -> int:
             "records_per_site": _records(out / "federated"), "start_auc": doc["initial"]["auc_macro"],
             "auc": doc["final"]["auc_macro"], "bleu4": {k: v["bleu4"] for k, v in doc["final"]["bleu"].items()},
             "pooled": base["pooled"], "single_sites": base["single_sites"], "best_single_site": base["best_single_site"],
-            "auc_difference": base.get("auc_difference"), "round_seconds": _round_seconds(doc),
+            "auc_difference": base.get("auc_difference"), "selected": _selected_rounds(doc),
+            "round_seconds": _round_seconds(doc),
             "max_bytes_up": _max_bytes_up(doc), "seconds": seconds}
     if "dp" in parts:
         policy = out / "eps8.yaml"
         policy.write_text(yaml.safe_dump(POLICY))
         doc, seconds = _timed("federated, DP at every site", lambda: run_simulation(
             dataclasses.replace(cfg, out=str(out / "dp"), dp=str(policy), compare=False)))
-        result["dp"] = {"auc": doc["final"]["auc_macro"], "bleu4": {k: v["bleu4"] for k, v in doc["final"]["bleu"].items()},
+        result["dp"] = {"auc": doc["final"]["auc_macro"], "selected": _selected_rounds(doc), "bleu4": {k: v["bleu4"] for k, v in doc["final"]["bleu"].items()},
                         "epsilon": {s: st.get("epsilon") for s, st in (doc.get("privacy") or {}).items()},
                         "round_seconds": _round_seconds(doc), "seconds": seconds}
     if "secagg" in parts:
