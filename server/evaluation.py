@@ -6,8 +6,9 @@ generated from the test images in every language, scored overall and per site (t
 each site holds), which shows cross-language generation for single-language sites.
 
 Model selection (``shared_model.selection``) scores on the official validate split instead, which
-never reaches a site: ``validate`` gives the AUC, and the BLEU-4 of reports generated from the
-validate images when a report-generation stage selects on it.
+never reaches a site: ``validate`` gives the AUC over every validate image, and the BLEU-4 of
+reports generated from a fixed sample of them (``sampled_references``) when a report-generation
+stage selects on it.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from client.data.dataset import decode
-from client.data.evaldata import bank_texts, evaluation_inputs, image_groups
+from client.data.evaldata import bank_texts, evaluation_inputs, image_groups, sampled_references
 from client.data.sources import load_records
 from shared_model.evaluate import PROMPT_LANGUAGES, embed_images, ensemble, evaluate_model, finding_scores, scorable
 from shared_model.findings import DEFAULT_EVAL_LABELS
@@ -46,7 +47,7 @@ class ServerEvaluation:
         test = decode([r for r in records if r.split == "test"], image_size, report)
         self.inputs = evaluation_inputs(test, DEFAULT_EVAL_LABELS)
         validate = decode([r for r in records if r.split == "validate"], image_size, report)
-        self.validate_inputs = evaluation_inputs(validate, DEFAULT_EVAL_LABELS)
+        self.validate_inputs = sampled_references(evaluation_inputs(validate, DEFAULT_EVAL_LABELS), seed=seed)
         # The memory bank needs only the texts of the training reports, never their images.
         self.bank = bank_texts([r for r in records if r.split == "train"], 2000, seed)
         self.groups = image_groups(test, site_of_test_patients(run_dir, sites))

@@ -34,10 +34,11 @@ def comparison_rows(results: dict) -> list[tuple[str, dict]]:
 
 
 def _at(selected: dict | None) -> str:
-    """', round 7': which round a model is, when it was selected on the validate split."""
+    """', round 7', or ', rounds 6 / 12' (each stage's): which rounds a model was selected at on the validate split."""
     if not selected or selected.get("round") is None or selected.get("rule") == "last":
         return ""
-    return f", round {selected['round']}"
+    rounds = [str(s["round"]) for s in selected.get("stages", [])] or [str(selected["round"])]
+    return f", round{'s' if len(rounds) > 1 else ''} {' / '.join(rounds)}"
 
 
 def difference_text(metrics: dict) -> str:

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from client.data.dataset import Examples, decode, pair_batches, text_batches
-from client.data.evaldata import bank_texts, evaluation_inputs
+from client.data.evaldata import bank_texts, evaluation_inputs, sampled_references
 from client.data.sources import load_records
 from client.errors import DataError
 from server.results import write_results
@@ -65,7 +65,7 @@ def run_central(cfg: CentralConfig, console: Console | None = None) -> dict:
     history = []
     bank = bank_texts(train.records, cfg.bank_size, cfg.seed)
     selector = _selector(cfg, validate, console)
-    val_inputs = evaluation_inputs(validate, cfg.eval_labels)
+    val_inputs = sampled_references(evaluation_inputs(validate, cfg.eval_labels), seed=cfg.seed)
     stages = {"contrastive": (clip_opt, clip_sched), "report-generation": (lm_opt, lm_sched)}
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn(), console=console) as bar:

@@ -9,7 +9,7 @@ import torch
 
 from client.data.dataset import Examples, pair_batches, text_batches
 from client.data.decoded_cache import decode_cached
-from client.data.evaldata import bank_texts, evaluation_inputs
+from client.data.evaldata import bank_texts, evaluation_inputs, sampled_references
 from client.data.sources import load_records, select_records
 from shared_model.evaluate import evaluate_model
 from shared_model.findings import DEFAULT_EVAL_LABELS
@@ -113,6 +113,8 @@ def local_evaluation(model: M3FM, data_path: str, image_size: int, device: torch
     selection = {"languages": languages, "modalities": modalities}
     held_out = site_examples(data_path, image_size, split, cache_dir, **selection)
     inputs = evaluation_inputs(held_out, DEFAULT_EVAL_LABELS)
+    if split == "validate":  # scored every round: reports from a fixed sample (AUC from every image)
+        inputs = sampled_references(inputs, seed=seed)
     if not len(inputs["images"]) or not inputs["references"]:
         return {"num-examples": 0, "auc-macro": float("nan"), **({"bleu4": 0.0} if reports else {})}
     languages = tuple(sorted(inputs["references"]))
