@@ -69,3 +69,28 @@ def test_the_cli_defaults_do_not_import_torch():
             "print(sorted(m for m in ('torch', 'timm', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("command", ["sim", "central"])
+@pytest.mark.parametrize("flags, message", [(["--patience", "-1"], "--patience must be a whole number >= 0"),
+                                            (["--select", "loss"], "invalid choice: 'loss'")])
+def test_bad_selection_settings_get_one_clear_line(tmp_path, capsys, command, flags, message):
+    from sim.m3fed_command import main
+
+    try:
+        code = main([command, "--data", str(tmp_path), "--out", str(tmp_path / "run"), *flags])
+    except SystemExit as exc:  # argparse's own refusal of a choice
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_selection_settings_reach_the_server(tmp_path):
+    from shared_model.run_config import RunConfig
+    from sim.simulate import run_config_of
+
+    rc = run_config_of(SimConfig(data="data", out=str(tmp_path), select="bleu4", patience=3), tmp_path, resume=False)
+    run = RunConfig.from_run_config(rc)
+    assert (run.select, run.patience) == ("bleu4", 3)
+    with pytest.raises(ValueError, match="^patience must be a whole number"):
+        RunConfig.from_run_config({**rc, "patience": -2})
