@@ -69,20 +69,25 @@ def plot_metric_per_round(results: dict, path: Path) -> None:
     for label, metrics in comparison_rows(results)[1:]:
         ax.axhline(metrics["auc_macro"], linestyle="--", color="grey" if "single" in label else "black",
                    label=f"{label}, test")
-    chosen = (results.get("selected") or {}).get("round")
-    if chosen and (results.get("selected") or {}).get("rule") != "last":
-        ax.axvline(chosen, color="tab:red", linewidth=1, label=f"selected: round {chosen}")
     bleu = [(r["round"], (r.get("validation") or {}).get("bleu4")) for r in rounds]
+    twin = None
     if any(v is not None for _, v in bleu):
         twin = ax.twinx()
         twin.plot([x for x, v in bleu if v is not None], [v for _, v in bleu if v is not None], "^:",
-                  color="tab:green", label="validate BLEU-4")
+                  color="tab:green", label="federated, validate BLEU-4")
         twin.set_ylabel("BLEU-4 (validate)")
-        twin.legend(fontsize=7, loc="lower right")
+    chosen = results.get("selected") or {}
+    if chosen.get("rule") not in (None, "last"):  # each stage's selected round, on the curve it was chosen by
+        for stage in chosen.get("stages", []):
+            axis = twin if stage["metric"] == "bleu4" and twin is not None else ax
+            if stage.get("value") is not None:
+                axis.plot([stage["round"]], [stage["value"]], "*", color="tab:red", markersize=14, zorder=5,
+                          label=f"selected: round {stage['round']} ({stage['objective']})")
+    handles = [h for a in (ax, twin) if a is not None for h in a.get_legend_handles_labels()[0]]
+    labels = [t for a in (ax, twin) if a is not None for t in a.get_legend_handles_labels()[1]]
     ax.set(xlabel="round", ylabel="zero-shot macro AUC", title="Global model per round")
-    ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    ax.legend(handles, labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
