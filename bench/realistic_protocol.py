@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/realistic-protocol")
     parser.add_argument("--parts", default="start,federated,dp,secagg,bytes")
     parser.add_argument("--patience", type=int, default=0, help="early stopping of every arm (issue M; 0: off)")
+    parser.add_argument("--dp-layers", default=POLICY["contrastive_layers"], choices=("all", "top"),
+                        help="what DP rounds train: every adapter, or the top blocks' adapters and the heads")
+    parser.add_argument("--dp-batch", type=int, default=POLICY["batch_size"], help="DP's expected batch size")
     args = parser.parse_args(argv)
     parts, out = set(args.parts.split(",")), Path(args.out)
     result: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()},
@@ -118,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
             "max_bytes_up": _max_bytes_up(doc), "seconds": seconds}
     if "dp" in parts:
         policy = out / "eps8.yaml"
-        policy.write_text(yaml.safe_dump(POLICY))
+        result["policy"] = {**POLICY, "contrastive_layers": args.dp_layers, "report_layers": args.dp_layers,
+                            "batch_size": args.dp_batch}
+        policy.write_text(yaml.safe_dump(result["policy"]))
         doc, seconds = _timed("federated, DP at every site", lambda: run_simulation(
             dataclasses.replace(cfg, out=str(out / "dp"), dp=str(policy), compare=False)))
         result["dp"] = {"auc": doc["final"]["auc_macro"], "selected": _selected_rounds(doc), "bleu4": {k: v["bleu4"] for k, v in doc["final"]["bleu"].items()},
