@@ -145,6 +145,10 @@ def test_the_guides_give_a_finished_run_with_results_at_the_operator(walkthrough
         assert {s["status"] for s in r["sites"].values()} <= {"ok", "no data for this objective"}, r["sites"]
         assert set(r["site_eval"]) == set(SITES) and all(e["status"] == "ok" for e in r["site_eval"].values())
     assert 0 < results["final"]["auc_macro"] < 1
+    # Each site scored every round on its own validate patients; the server kept the best round.
+    assert all(e["validate"]["images"] > 0 for r in results["rounds"] for e in r["site_eval"].values())
+    assert results["selected"]["round"] in (1, 2) and 0 < results["selected"]["value"] < 1
+    assert (results_dir / "model-last.safetensors").stat().st_size > 0
     assert set(results["privacy"]) == {"hospital-a"}  # the DP site's statement; the other has no policy
     statement = results["privacy"]["hospital-a"]
     assert statement["site"] == "hospital-a" and 0 < statement["epsilon"] <= statement["target_epsilon"]

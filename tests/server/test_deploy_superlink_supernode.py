@@ -137,9 +137,11 @@ def _federation(env, tag: str, *run_args: str, dp: bool) -> dict:
     assert doc["final"]["auc_macro"] is not None and doc["final"]["bleu"]
     assert doc["rounds"][-1]["site_eval"]["site-1"]["status"] == "ok"
     assert (env["root"] / f"run-{tag}" / "model.safetensors").is_file()
-    # Model selection on the sites' own validate patients, every round (each site's policy releases them).
-    assert all(r["site_eval"]["site-1"]["validate"]["images"] > 0 for r in doc["rounds"])
-    assert doc["selected"]["round"] in (1, 2) and doc["selected"]["value"] is not None
+    # Every round the sites were asked to score their validate patients; these sites are partitions of a
+    # simulation, which keeps the validate split at the server: none holds any, so no round has a score
+    # and the last round stands (tests/docs/test_deployment_docs.py runs sites that hold some).
+    assert all(r["site_eval"]["site-1"]["validate"]["images"] == 0 for r in doc["rounds"])
+    assert doc["selected"]["round"] == 2 and doc["selected"]["value"] is None
     # Each message ran in a new process; the site decoded its images once and kept them at home.
     decoded = env["root"] / "site-state" / "site-1" / str(dp) / "decoded"
     assert {p.name.split("-")[0] for p in decoded.glob("*.safetensors")} == {"train", "validate", "test"}
