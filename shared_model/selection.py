@@ -30,7 +30,7 @@ SELECT_METRICS = ("auto", "auc", "bleu4", "last")
 # A deployed site's validate-split metrics travel beside its test metrics under this prefix
 # (val-num-examples, val-auc-macro, val-bleu4[-LANG]).
 VALIDATE_PREFIX = "val-"
-STAGE_METRIC = {"contrastive": "auc", "report-generation": "bleu4", "both": "auc"}
+STAGE_METRIC = {"contrastive": "auc", "report-generation": "bleu4", "alternate": "auc"}
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class SelectionConfig:
 
 @dataclass(frozen=True)
 class Stage:
-    objective: str  # contrastive | report-generation | both (alternate)
+    objective: str  # contrastive | report-generation | alternate (both, interleaved)
     steps: tuple[int, ...]  # the rounds (or epochs, numbered through the run) it covers
     metric: str  # auc | bleu4 | last
 
@@ -59,7 +59,7 @@ class Stage:
 def schedule_stages(schedule: str, rounds: int, metric: str = "auto") -> list[Stage]:
     """The stages of a federated schedule (``shared_model.schedule``) over ``rounds`` rounds."""
     if schedule == "alternate":
-        return [Stage("both", tuple(range(1, rounds + 1)), _metric(metric, "both"))]
+        return [Stage("alternate", tuple(range(1, rounds + 1)), _metric(metric, "alternate"))]
     stages: list[Stage] = []
     for r in range(1, rounds + 1):
         objective = objective_for(r, schedule)

@@ -45,7 +45,7 @@ def replay_schedule(model: M3FM, examples: Examples, *, rounds: int, schedule: s
                     objectives: tuple[str, ...] = OBJECTIVES, keep_optimizer: bool = True,
                     on_round: Callable[[int, str, float], None] | None = None,
                     validate: Callable[[M3FM, str], dict] | None = None,
-                    selection: SelectionConfig = SelectionConfig(metric="last")) -> float:
+                    selection: SelectionConfig = SelectionConfig()) -> float:
     """Train ``model`` on ``examples`` round by round exactly as one federated site would; returns seconds.
 
     ``objectives`` skips the other objective's rounds (AUC depends on the contrastive rounds only).
@@ -56,7 +56,7 @@ def replay_schedule(model: M3FM, examples: Examples, *, rounds: int, schedule: s
     started = time.perf_counter()
     memory = InMemory() if keep_optimizer else None
     stages = [s for s in schedule_stages(schedule, rounds, selection.metric)
-              if s.objective in objectives or s.objective == "both"]
+              if s.objective in (*objectives, "alternate")]
     selector = Selector(stages, selection) if validate and stages else None
     for r in range(1, rounds + 1):
         objective = objective_for(r, schedule)
@@ -73,6 +73,8 @@ def replay_schedule(model: M3FM, examples: Examples, *, rounds: int, schedule: s
                 model.load_state_dict(selector.best_state(r))
             if selector.run_over(r):
                 break
+    if selector and selector.final_state() is not None:  # e.g. a single site's last alternate round is not its own
+        model.load_state_dict(selector.final_state())
     model.selection = selector.selected(unit="round") | {"validation": selector.history} if selector else None
     return time.perf_counter() - started
 

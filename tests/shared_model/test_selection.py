@@ -22,7 +22,7 @@ def test_stages_of_each_schedule():
     staged = schedule_stages("staged:3", 5)
     assert [(s.objective, s.steps, s.metric) for s in staged] == [
         ("contrastive", (1, 2, 3), "auc"), ("report-generation", (4, 5), "bleu4")]
-    assert [(s.objective, s.steps, s.metric) for s in schedule_stages("alternate", 4)] == [("both", (1, 2, 3, 4), "auc")]
+    assert [(s.objective, s.steps, s.metric) for s in schedule_stages("alternate", 4)] == [("alternate", (1, 2, 3, 4), "auc")]
     assert [s.metric for s in schedule_stages("staged:3", 5, "bleu4")] == ["bleu4", "bleu4"]
     assert [(s.objective, s.steps) for s in epoch_stages(3, 2)] == [("contrastive", (1, 2, 3)),
                                                                      ("report-generation", (4, 5))]

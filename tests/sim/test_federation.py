@@ -112,7 +112,7 @@ def test_every_model_is_selected_on_the_validate_split_and_says_which_round(fede
     text = console.export_text()
     assert f"federated, round {chosen['round']}" in text
     assert f"pooled (same schedule), round {base['pooled']['selected']['round']}" in text  # one stage: one round
-    assert "selected on the validate split: both round" in text
+    assert "selected on the validate split: alternate round" in text
 
 
 def test_global_model_changed_and_learned(federated_run):
