@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
 from server.model_selection import ServerSelection
 from server.run_state import WEIGHTS
@@ -149,3 +149,44 @@ def test_the_selected_checkpoint_names_its_round(tmp_path, model):
         selection.after_round(r, model, _weights(model, float(r)), {})
     meta = read_metadata(tmp_path / WEIGHTS)
     assert meta["round"] == 1 and meta["selected"] == "auc"
+
+
+class _EvaluatingGrid:
+    """Answers evaluate messages with the test metrics of the model it was sent (its CLIP temperature)."""
+
+    def __init__(self) -> None:
+        self.sent = []
+
+    def get_node_ids(self):
+        return [11, 12]
+
+    def send_and_receive(self, messages, *, timeout=None):
+        replies = []
+        for m in messages:
+            self.sent.append(dict(m.content["config"]))
+            scale = float(m.content["arrays"]["clip.logit_scale"].numpy())
+            replies.append(Message(RecordDict({
+                "metrics": MetricRecord({"num-examples": 10, "site-index": -1, "auc-macro": scale / 10,
+                                         "bleu4": 0.1, "bleu4-en": 0.1}),
+                "site": ConfigRecord({"name": f"h{m.metadata.dst_node_id}"})}), reply_to=m))
+        return replies
+
+
+def test_a_deployment_scores_the_selected_model_on_the_sites_test_patients(tmp_path, model):
+    from server.server_app import _selected_test
+
+    selection = ServerSelection(SelectionConfig(), schedule="contrastive", rounds=2, run_dir=tmp_path,
+                                evaluation=None, device=torch.device("cpu"))
+    for r, auc in ((1, 0.9), (2, 0.4)):
+        site_eval = {"h11": evaluation_entry(MetricRecord({"val-num-examples": 5, "val-auc-macro": auc}))}
+        selection.after_round(r, model, _weights(model, float(r)), site_eval)
+    strategy = make_strategy("fedavg", options={}, schedule="contrastive", site_names=[], round_offset=0,
+                             total_rounds=2, fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=1,
+                             min_evaluate_nodes=1, min_available_nodes=2)
+    grid = _EvaluatingGrid()
+    final = _selected_test(model, selection, evaluation=None, device=torch.device("cpu"), strategy=strategy,
+                           grid=grid, chosen=selection.summary(), done=0, last_round=2, stopped=False, timeout=5)
+    # Round 1 was selected, not the last: one more message asks the sites for its test scores.
+    assert [c["splits"] for c in grid.sent] == ["test", "test"]
+    assert final["auc_macro"] == pytest.approx(0.1) and set(final["site_eval"]) == {"h11", "h12"}
+    assert model.clip.logit_scale.item() == 1.0
