@@ -74,7 +74,7 @@ def _records(out: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=2900,
-                        help="private cohort (4 sites); 2900 gives every site >= 1,500 training records (2600: 1,373-1,513)")
+                        help="private cohort (4 sites): 2900 gives 1,553-1,673 training records per site (2600: 1,373-1,513)")
     parser.add_argument("--public-patients", type=int, default=1200)
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--adapter", default="lora:8")
