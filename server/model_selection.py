@@ -16,7 +16,7 @@ from flwr.app import ArrayRecord
 from server.evaluation import federated_metrics
 from server.run_state import WEIGHTS, save_weights
 from shared_model.checkpoint import load_weights_into, read_metadata
-from shared_model.selection import SelectionConfig, Selector, schedule_stages
+from shared_model.selection import SelectionConfig, Selector, schedule_stages, validation_score
 
 
 class ServerSelection:
@@ -90,10 +90,7 @@ class ServerSelection:
 
 def _flat(result: dict) -> dict:
     """``{"auc_macro", "bleu4"}`` (BLEU-4 averaged over the languages scored) from an evaluation result."""
-    if not result:
-        return {}
-    bleu = [b["bleu4"] for b in (result.get("bleu") or {}).values() if b.get("bleu4") is not None]
-    return {"auc_macro": result.get("auc_macro"), "bleu4": sum(bleu) / len(bleu) if bleu else None}
+    return {"auc_macro": result.get("auc_macro"), "bleu4": validation_score(result, "bleu4")} if result else {}
 
 
 def _copy(arrays: ArrayRecord) -> ArrayRecord:

@@ -22,7 +22,7 @@ from shared_model.device import resolve_device
 from shared_model.evaluate import evaluate_model
 from shared_model.model import parameter_counts
 from shared_model.objectives import contrastive_epoch, lm_epoch, make_optimizer, one_cycle
-from shared_model.selection import Selector, epoch_stages
+from shared_model.selection import Selector, epoch_stages, validation_score
 from sim.baselines import copy_state
 from sim.central_config import CentralConfig
 
@@ -81,9 +81,10 @@ def run_central(cfg: CentralConfig, console: Console | None = None) -> dict:
                 val = (evaluate_model(model, **val_inputs, bank_texts=bank, device=device, languages=cfg.languages,
                                       num_beams=cfg.num_beams, reports=stage.metric == "bleu4")
                        if cfg.selection().on and len(val_inputs["images"]) else {})
-                entry = selector.observe(step, {**val, **_mean_bleu(val)}, snapshot=lambda: copy_state(model))
+                entry = selector.observe(step, val, snapshot=lambda: copy_state(model))
                 history.append({"objective": stage.objective, "epoch": epoch, "loss": loss,
-                                "validation": {"auc_macro": val.get("auc_macro"), **_mean_bleu(val),
+                                "validation": {"auc_macro": val.get("auc_macro"),
+                                               "bleu4": validation_score(val, "bleu4"),
                                                "metric": stage.metric, "value": entry["value"], "best": entry["best"]}})
                 bar.update(task, advance=1, loss=loss)
                 if selector.stage_ends(step):
@@ -109,11 +110,6 @@ def _selector(cfg: CentralConfig, validate: Examples, console: Console) -> Selec
     if selection.on and not validate.records:
         console.print("[yellow]no validate-split records: the last epoch of each stage is kept[/]")
     return Selector(epoch_stages(cfg.contrastive_epochs, cfg.lm_epochs, selection.metric), selection)
-
-
-def _mean_bleu(result: dict) -> dict:
-    values = [b["bleu4"] for b in (result.get("bleu") or {}).values()]
-    return {"bleu4": sum(values) / len(values)} if values else {}
 
 
 def _selected(selector: Selector) -> dict:
