@@ -69,7 +69,8 @@ def _run(args) -> int:
     from server.remote import resume_run, submit_run
 
     given = {"num-server-rounds": args.rounds, "min-sites": args.min_sites, "schedule": args.schedule,
-             "local-epochs": args.local_epochs, "seed": args.seed, "select": args.select, "patience": args.patience}
+             "local-epochs": args.local_epochs, "seed": args.seed, "select": args.select, "patience": args.patience,
+             "preset": args.preset, "device": args.device}
     overrides = {k: v for k, v in given.items() if v is not None}
     overrides.update(_model_overrides(args))
     if args.secagg:
@@ -203,6 +204,10 @@ def add_server_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--schedule", help=f"default {defaults.schedule}")
     p.add_argument("--local-epochs", type=int, help=f"default {defaults.local_epochs}")
     p.add_argument("--seed", type=int, help=f"default {defaults.seed}")
+    p.add_argument("--preset", choices=("tiny", "paper"), help=f"the model's size (default {defaults.preset})")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"),
+                   help="where the server and every site train and evaluate: auto (default) = each host's GPU "
+                        "when it has one, bf16 autocast where supported; cuda refuses a site without a GPU")
     p.add_argument("--init", metavar="CHECKPOINT", help="m3fed checkpoint on the server host the run starts from "
                                                          "(e.g. `m3fed central` on a public cohort)")
     p.add_argument("--vit-weights", help="local timm ViT weights on the server host for the image tower")

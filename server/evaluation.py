@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from client.data.dataset import decode
-from client.data.evaldata import bank_texts, evaluation_inputs, image_groups, sampled_references
+from client.data.evaldata import bank_texts, evaluation_inputs, image_groups, sampled_records, sampled_references
 from client.data.sources import load_records
 from shared_model.evaluate import PROMPT_LANGUAGES, embed_images, ensemble, evaluate_model, finding_scores, scorable
 from shared_model.findings import DEFAULT_EVAL_LABELS
@@ -42,14 +42,17 @@ def site_of_test_patients(run_dir: Path, sites: list[str]) -> dict[str, str]:
 class ServerEvaluation:
     """Decodes the test images once; ``__call__`` scores a model."""
 
-    def __init__(self, data: str, image_size: int, *, seed: int, run_dir: Path, sites: list[str]) -> None:
+    def __init__(self, data: str, image_size: int, *, seed: int, run_dir: Path, sites: list[str],
+                 max_records: int = 0) -> None:
         records, report = load_records(data)
-        test = decode([r for r in records if r.split == "test"], image_size, report)
+        split = lambda name: sampled_records([r for r in records if r.split == name], max_records, seed)  # noqa: E731
+        test = decode(split("test"), image_size, report)
         self.inputs = evaluation_inputs(test, DEFAULT_EVAL_LABELS)
-        validate = decode([r for r in records if r.split == "validate"], image_size, report)
+        validate = decode(split("validate"), image_size, report)
         self.validate_inputs = sampled_references(evaluation_inputs(validate, DEFAULT_EVAL_LABELS), seed=seed)
         # The memory bank needs only the texts of the training reports, never their images.
-        self.bank = bank_texts([r for r in records if r.split == "train"], 2000, seed)
+        # A quick look (max_records) embeds a bank the size of its sample, not 2,000 reports.
+        self.bank = bank_texts([r for r in records if r.split == "train"], min(2000, max_records or 2000), seed)
         self.groups = image_groups(test, site_of_test_patients(run_dir, sites))
         self.data_report = report.summary(test.records)
 

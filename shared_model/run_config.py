@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from shared_model.config import get_preset
 from shared_model.schedule import check_schedule
 from shared_model.selection import SelectionConfig
 
@@ -44,6 +45,7 @@ class RunConfig:
     device: str = "auto"
     run_dir: str = ""
     data: str = ""  # the server's evaluation data ("": a deployment, the sites evaluate)
+    eval_max_records: int = 0  # its validate and test splits: a seeded sample of N records each (0: all)
     resume: bool = False
     drop_sites: str = ""  # comma-separated simulated site indices that die mid-round (failure injection)
     drop_round: int = 1
@@ -81,6 +83,11 @@ class RunConfig:
             raise ValueError("batch-size must be at least 2 and lm-batch-size at least 0")
         if self.min_sites < 1 or self.min_live_sites < 1 or self.round_timeout <= 0:
             raise ValueError("min-sites and min-live-sites must be at least 1, round-timeout > 0")
+        get_preset(self.preset)
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.eval_max_records < 0:
+            raise ValueError(f"eval-max-records must be 0 (all) or more, got {self.eval_max_records}")
         if self.update_dtype not in UPDATE_DTYPES:
             raise ValueError(f"update-dtype must be one of {', '.join(UPDATE_DTYPES)}, got {self.update_dtype!r}")
         if self.secagg and self.update_dtype != "fp32":

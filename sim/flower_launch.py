@@ -26,18 +26,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def simulation_env(flwr_home: Path) -> dict[str, str]:
-    """``flower_env`` plus free ports for the local SuperLink that ``flwr run`` starts."""
+def simulation_env(flwr_home: Path, ray_address: str = "") -> dict[str, str]:
+    """``flower_env`` plus free ports for the local SuperLink that ``flwr run`` starts, and the Ray the
+    simulation runs on: ``ray_address``'s cluster, or (none) a Ray instance of this run's own, never a
+    cluster someone else started on this machine (which ``ray.init()`` would otherwise join)."""
     env = flower_env(flwr_home)
     env.update({"FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(_free_port()),
-                "FLWR_LOCAL_CONTROL_API_PORT": str(_free_port())})
+                "FLWR_LOCAL_CONTROL_API_PORT": str(_free_port()), "RAY_ADDRESS": ray_address or "local"})
     return env
 
 
 def superlink_pids(flwr_home: Path) -> list[int]:
     """Every process this run started (SuperLink, SuperExec, simulation, Ray workers): they all
     inherit the run's private FLWR_HOME, which no other process has."""
-    mine = f"FLWR_HOME={flwr_home}".encode()
+    return pids_with_env("FLWR_HOME", str(flwr_home))
+
+
+def pids_with_env(name: str, value: str) -> list[int]:
+    """The processes (other than this one) whose environment has ``name=value``: what a process and
+    every process it started carry, daemons included."""
+    mine = f"{name}={value}".encode()
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
@@ -50,14 +58,23 @@ def superlink_pids(flwr_home: Path) -> list[int]:
     return pids
 
 
+def stop_processes(pids_now, *, grace: float = 1.0) -> None:
+    """SIGTERM what ``pids_now()`` lists, then SIGKILL what is still there after ``grace`` seconds."""
+    _signal_all(pids_now(), signal.SIGTERM)
+    time.sleep(grace)
+    _signal_all(pids_now(), signal.SIGKILL)
+
+
 def run_flower(run_config: dict, *, num_sites: int, flwr_home: Path, timeout: float = 3600, on_tick=None,
-               cpus_per_site: int = 1) -> dict:
-    """``flwr run`` the app on the local simulation runtime; returns the run's status record."""
+               resources: str = "client-resources-num-cpus=1", ray_address: str = "") -> dict:
+    """``flwr run`` the app on the local simulation runtime; returns the run's status record.
+    ``resources``: the client resources part of ``--federation-config`` (sim.resources).
+    ``ray_address``: run the virtual sites on that Ray cluster (``simulation_env``)."""
     flwr_home.mkdir(parents=True, exist_ok=True)
-    env = simulation_env(flwr_home)
+    env = simulation_env(flwr_home, ray_address)
     flwr = str(Path(sys.executable).parent / "flwr")
     overrides = " ".join(f"{k}={toml_value(v)}" for k, v in run_config.items())
-    federation = f"num-supernodes={num_sites} client-resources-num-cpus={cpus_per_site}"
+    federation = f"num-supernodes={num_sites} {resources}"
     log = open(flwr_home / "flwr-run.log", "w", encoding="utf-8")
     try:
         proc = subprocess.Popen([flwr, "run", str(APP_DIR), "local", "--stream", "--run-config", overrides,
@@ -81,9 +98,7 @@ def run_flower(run_config: dict, *, num_sites: int, flwr_home: Path, timeout: fl
         return mine[0] if mine else {"status": "not started (see flwr-run.log)"}
     finally:
         log.close()
-        _signal_all(superlink_pids(flwr_home), signal.SIGTERM)
-        time.sleep(1)
-        _signal_all(superlink_pids(flwr_home), signal.SIGKILL)
+        stop_processes(lambda: superlink_pids(flwr_home))
 
 
 def _signal_all(pids: list[int], sig: int) -> None:

@@ -75,13 +75,8 @@ def _sim(args: argparse.Namespace) -> int:
     if args.resume:
         cfg = resume_config(args.resume, rounds=args.rounds)
     else:
-        if args.data is None:
-            from sim.synth import generate
-
-            args.data = str(Path(args.out) / "data")
-            if not (Path(args.data) / "m3fed-synth.json").is_file():
-                with console.status(f"writing the default synthetic dataset to {args.data}"):
-                    generate(Path(args.data), seed=args.seed)
+        default_data = args.data is None
+        args.data = str(Path(args.out) / "data") if default_data else args.data
         try:
             cfg = SimConfig(data=args.data, out=args.out, sites=args.sites,
                             rounds=SimConfig.rounds if args.rounds is None else args.rounds,
@@ -100,9 +95,16 @@ def _sim(args: argparse.Namespace) -> int:
                             text_model=args.text_model, vit_weights=args.vit_weights, adapter=args.adapter,
                             update_dtype=args.update_dtype, select=args.select, patience=args.patience,
                             dp_sites=args.dp_sites, aggregation=args.aggregation, max_update_rms=args.max_update_rms,
-                            poison_sites=args.poison_sites, poison=args.poison)
+                            poison_sites=args.poison_sites, poison=args.poison, preset=args.preset,
+                            device=args.device, cpus_per_site=args.cpus_per_site, gpus_per_site=args.gpus_per_site,
+                            max_records_per_site=args.max_records_per_site, ray_address=args.ray_address)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+        if default_data and not (Path(args.data) / "m3fed-synth.json").is_file():  # settings checked first
+            from sim.synth import generate
+
+            with console.status(f"writing the default synthetic dataset to {args.data}"):
+                generate(Path(args.data), seed=args.seed)
     results = run_simulation(cfg, resume=bool(args.resume), console=console)
     _print_comparison(console, results)
     console.print(f"results: {Path(cfg.out) / 'results.json'} · report: {Path(cfg.out) / 'report.md'}")
@@ -251,10 +253,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-update-rms", type=float, default=sim_defaults.max_update_rms,
                    help="reject a reply whose update norm is above this x sqrt(trained values) (0: no bound)")
     p.add_argument("--seed", type=int, default=sim_defaults.seed)
+    _scale_arguments(p, sim_defaults)
     p.add_argument("--resume", metavar="RUNDIR", help="continue an interrupted run after its last completed round "
                                                             "(with --rounds R: also a finished one, to R rounds)")
     p.set_defaults(func=_sim)
     return parser
+
+
+def _scale_arguments(p: argparse.ArgumentParser, defaults) -> None:
+    """The model's size and where the virtual sites train (sim.resources)."""
+    from sim.resources import DEVICES
+
+    p.add_argument("--preset", default=defaults.preset, choices=("tiny", "paper"))
+    p.add_argument("--device", default=defaults.device, choices=DEVICES,
+                   help="auto: the GPU when the machine has one (bf16 autocast where supported), else the CPU")
+    p.add_argument("--cpus-per-site", type=int, default=defaults.cpus_per_site, metavar="N",
+                   help="cores Ray gives each virtual site (sites at once: cores / N; default: all, one at a time)")
+    p.add_argument("--gpus-per-site", type=float, default=None, metavar="F",
+                   help="GPU share Ray gives each virtual site, e.g. 0.25 = four sites on one GPU (default: on a "
+                        "GPU machine, an equal share for the sites that run at once; else 0)")
+    p.add_argument("--ray-address", default="", metavar="HOST:PORT",
+                   help="run the virtual sites on an existing Ray cluster (its head: `ray start --head`); every "
+                        "node needs this installation and the data at the same paths (default: a Ray of its own)")
+    p.add_argument("--max-records-per-site", type=int, default=0, metavar="N",
+                   help="a quick look at a big dataset: N training (and test) records per site, and N x sites "
+                        "records of the validate and test splits for the server's evaluation (0: all)")
 
 
 def _model_arguments(p: argparse.ArgumentParser) -> None:

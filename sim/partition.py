@@ -8,6 +8,7 @@ drops the images, like a hospital contributing only its report archive).
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,9 +104,12 @@ def _label_skew(by_patient: dict[str, list[Record]], patients: list[str], n_site
     return assignment
 
 
-def write_sites(records: list[Record], sites: list[SiteSpec], scheme: str, seed: int, root: Path
-                ) -> dict[str, int]:
-    """Write ``root/<site>/manifest.jsonl`` per site; returns training records per site."""
+def write_sites(records: list[Record], sites: list[SiteSpec], scheme: str, seed: int, root: Path, *,
+                limit: int = 0) -> dict[str, int]:
+    """Write ``root/<site>/manifest.jsonl`` per site; returns training records per site.
+
+    ``limit`` (``--max-records-per-site``): at most this many training and this many test records
+    per site, a seeded sample (0: all)."""
     train = assign_patients(records, len(sites), scheme, seed, "train")
     has_test = any(r.split == "test" for r in records)
     test = assign_patients(records, len(sites), scheme, seed, "test") if has_test else {}
@@ -130,7 +134,18 @@ def write_sites(records: list[Record], sites: list[SiteSpec], scheme: str, seed:
                          "language": r.language, "split": r.split, "patient_id": r.patient_id,
                          "study_id": r.study_id, "modality": r.modality, "view": r.view,
                          **{k: "" if v != v else v for k, v in r.labels.items()}})
+        if limit:
+            rows = _sampled(rows, limit, random.Random(f"{seed}-{site.name}"))
         with open(folder / "manifest.jsonl", "w", encoding="utf-8") as handle:
             handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
         counts[site.name] = sum(row["split"] == "train" for row in rows)
     return counts
+
+
+def _sampled(rows: list[dict], limit: int, rng: random.Random) -> list[dict]:
+    """At most ``limit`` rows of each split, in their original order."""
+    kept = []
+    for split in dict.fromkeys(row["split"] for row in rows):
+        index = [i for i, row in enumerate(rows) if row["split"] == split]
+        kept += index if len(index) <= limit else rng.sample(index, limit)
+    return [rows[i] for i in sorted(kept)]

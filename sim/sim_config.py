@@ -1,7 +1,6 @@
 """``m3fed sim``'s settings: one frozen, validated config, importable without torch (the CLI's defaults)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from dataclasses import dataclass
 
@@ -10,11 +9,13 @@ from server.aggregation import Aggregation
 from server.screening import ScreeningConfig
 from server.site_dp import SiteDPConfig
 from server.strategy import STRATEGIES
+from shared_model.config import get_preset
 from shared_model.errors import CheckpointError
 from shared_model.run_config import UPDATE_DTYPES, RunConfig as Run
 from shared_model.schedule import check_schedule, objective_for
 from shared_model.selection import SelectionConfig
 from sim.partition import SiteSpec, parse_partition
+from sim.resources import SiteResources, check_ray_address, machine_cores
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,12 @@ class SimConfig:
     keep_optimizer: bool = Run.keep_optimizer
     min_live_sites: int = Run.min_live_sites
     client_eval_every: int = Run.client_eval_every
-    # Ray runs floor(cores / cpus_per_site) sites at once. All cores to one site at a time keeps a
-    # large site from straggling on one core while the others idle (Dirichlet sizes are skewed).
-    cpus_per_site: int = max(1, os.cpu_count() or 1)
+    # Where and on what the sites train (sim.resources): Ray client resources per virtual site.
+    device: str = "auto"
+    cpus_per_site: int = machine_cores()
+    gpus_per_site: float | None = None
+    max_records_per_site: int = 0  # a quick look at a big dataset: N training records per site (0: all)
+    ray_address: str = ""  # an existing Ray cluster's head, HOST:PORT ("": a Ray instance of this run's own)
     compare: bool = True  # also train pooled and single-site baselines on the same schedule
     dp: str | None = None  # a site privacy policy (YAML): DP-SGD, ledgers, refusal
     dp_sites: int | None = None  # the first N sites get the policy, the others train without DP (None: all)
@@ -76,6 +80,12 @@ class SimConfig:
 
     def __post_init__(self) -> None:
         parse_partition(self.partition)
+        get_preset(self.preset)
+        if self.max_records_per_site < 0:
+            raise ValueError(f"--max-records-per-site must be at least 1 (0: all), got {self.max_records_per_site}")
+        if self.ray_address:
+            check_ray_address(self.ray_address)
+        self.resources()
         if self.sites < 2:
             raise ValueError("--sites must be at least 2")
         if not 0 <= self.text_only_sites < self.sites:
@@ -103,6 +113,16 @@ class SimConfig:
             raise ValueError(f"--update-dtype must be one of {', '.join(UPDATE_DTYPES)}")
         self.selection()
         self.check_model()
+
+    @property
+    def eval_max_records(self) -> int:
+        """The server's validate and test splits under --max-records-per-site: as many records as the sites
+        hold together, so that a quick look does not spend its time scoring a full-size test split."""
+        return self.max_records_per_site * self.sites
+
+    def resources(self) -> SiteResources:
+        return SiteResources(device=self.device, cpus_per_site=self.cpus_per_site, gpus_per_site=self.gpus_per_site,
+                             cluster=bool(self.ray_address))
 
     def selection(self) -> SelectionConfig:
         return SelectionConfig(metric=self.select, patience=self.patience)

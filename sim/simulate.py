@@ -34,7 +34,8 @@ def run_config_of(cfg: SimConfig, out: Path, *, resume: bool) -> dict:
     return RunConfig(
         run_dir=str(out), data=str(Path(cfg.data).resolve()), num_server_rounds=cfg.rounds, min_sites=cfg.sites,
         local_epochs=cfg.local_epochs, lm_local_epochs=cfg.lm_local_epochs, schedule=cfg.schedule,
-        preset=cfg.preset, seed=cfg.seed, batch_size=cfg.batch_size, resume=resume,
+        preset=cfg.preset, device=cfg.resources().site_device(), eval_max_records=cfg.eval_max_records,
+        seed=cfg.seed, batch_size=cfg.batch_size, resume=resume,
         lm_batch_size=cfg.lm_batch_size, keep_optimizer=cfg.keep_optimizer, strategy=cfg.strategy,
         proximal_mu=cfg.proximal_mu, server_lr=cfg.server_lr, lr=cfg.lr, lm_lr=cfg.lm_lr,
         min_live_sites=cfg.min_live_sites, client_eval_every=cfg.client_eval_every,
@@ -72,7 +73,7 @@ def run_simulation(cfg: SimConfig, *, resume: bool = False, console: Console | N
     sites = json.loads((out / "sites.json").read_text(encoding="utf-8"))
     with LiveProgress(console, str(out / PROGRESS), sites=sites["sites"], rounds=cfg.rounds) as live:
         status = run_flower(run_config_of(cfg, out, resume=resume), num_sites=cfg.sites, flwr_home=out / ".flwr",
-                            cpus_per_site=cfg.cpus_per_site,
+                            resources=cfg.resources().federation_config(), ray_address=cfg.ray_address,
                             timeout=cfg.timeout, on_tick=live.tick)
         if status.get("status") != "finished:completed":
             raise DataError(out / ".flwr" / "flwr-run.log",
@@ -104,8 +105,9 @@ def site_statements(out: Path, sites: list[str]) -> dict:
 
 def _baselines(cfg: SimConfig, out: Path, specs: list[dict], on_event) -> dict:
     source = cfg.model_source()
-    model_cfg, device = source.config(), resolve_device("auto")
+    model_cfg, device = source.config(), resolve_device(cfg.device)
     evaluation = ServerEvaluation(str(Path(cfg.data).resolve()), model_cfg.image_size, seed=cfg.seed, run_dir=out,
+                                  max_records=cfg.eval_max_records,
                                   sites=[s["name"] for s in specs])
     train = TrainConfig(batch_size=cfg.batch_size, lr=cfg.lr, lm_lr=cfg.lm_lr, lm_batch_size=cfg.lm_batch_size)
     # The run's selected global model; a run that ended before writing one has no difference to show.
@@ -147,7 +149,7 @@ def prepare_sites(cfg: SimConfig, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     records, _ = load_records(cfg.data)
     specs = cfg.site_specs()
-    counts = write_sites(records, specs, cfg.partition, cfg.seed, out / "sites")
+    counts = write_sites(records, specs, cfg.partition, cfg.seed, out / "sites", limit=cfg.max_records_per_site)
     empty = [name for name, n in counts.items() if n == 0]
     if empty:
         raise DataError(cfg.data, f"sites {', '.join(empty)} got no records (language missing from the data?)")

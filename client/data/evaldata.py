@@ -49,6 +49,25 @@ def bank_texts(train: list[Record], size: int, seed: int) -> list[str]:
     return texts
 
 
+def sampled_records(records: list[Record], limit: int, seed: int) -> list[Record]:
+    """At most ``limit`` records, whole patients in a seeded order (0: all), in their original order:
+    a quick look at a big split scores a sample of its patients, never half of one's images."""
+    if not limit or len(records) <= limit:
+        return records
+    patients = sorted({r.patient_id for r in records})
+    random.Random(seed).shuffle(patients)
+    per_patient: dict[str, int] = {}
+    for r in records:
+        per_patient[r.patient_id] = per_patient.get(r.patient_id, 0) + 1
+    kept, total = set(), 0
+    for patient in patients:
+        if kept and total + per_patient[patient] > limit:
+            continue
+        kept.add(patient)
+        total += per_patient[patient]
+    return [r for r in records if r.patient_id in kept]
+
+
 VALIDATION_REPORTS = 128  # validate images per language whose generated report a selection round scores
 
 

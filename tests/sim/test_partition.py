@@ -78,3 +78,19 @@ def test_more_sites_than_test_patients_is_fine_some_sites_just_evaluate_nothing(
     n_sites = len(train)  # one training patient per site, far more sites than test patients
     assert assign_patients(records, n_sites, "iid", seed=0, split="train").keys() == train
     assert assign_patients(records, n_sites, "iid", seed=0, split="test").keys() == test
+
+
+def test_max_records_per_site_keeps_a_seeded_sample_of_each_sites_rows(small_mimic, tmp_path):
+    records, _ = load_records(small_mimic)
+    sites = [SiteSpec("a", "en"), SiteSpec("b", "zh")]
+    full = write_sites(records, sites, "iid", 0, tmp_path / "full")
+    capped = write_sites(records, sites, "iid", 0, tmp_path / "capped", limit=3)
+    again = write_sites(records, sites, "iid", 0, tmp_path / "again", limit=3)
+    for site in sites:
+        rows = lambda run: [json.loads(line) for line in (tmp_path / run / site.name / "manifest.jsonl")  # noqa: E731
+                            .read_text().splitlines()]
+        split_counts = Counter(row["split"] for row in rows("capped"))
+        assert capped[site.name] == split_counts["train"] == min(3, full[site.name])
+        assert split_counts["test"] <= 3 and split_counts["test"] > 0
+        assert all(row in rows("full") for row in rows("capped"))  # a sample of what the site holds
+        assert rows("capped") == rows("again")  # the same sample under the same seed
