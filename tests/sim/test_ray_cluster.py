@@ -9,7 +9,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ from sim.simulate import run_simulation
 from tests.sim.federations import fed_config
 
 pytestmark = pytest.mark.end_to_end
-MARK = "M3FED_TEST_RAY_CLUSTER"  # every process the head starts inherits it: how it is found and stopped
 
 
 def _free_port() -> int:
@@ -28,23 +26,41 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _in_session(sid: int) -> list[int]:
+    """Every process of a session: what ``ray start`` and its daemons started. (Not found by their
+    environment: Ray's agents rename themselves, which overwrites /proc/PID/environ.)"""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and os.getsid(int(entry)) == sid:
+                pids.append(int(entry))
+        except OSError:  # gone meanwhile
+            continue
+    return pids
+
+
 @pytest.fixture
 def ray_head():
-    """``ray start --head`` on loopback, in a temp dir of its own (short: Ray's socket paths have a length
-    limit); yields (address, temp dir); every process it started is stopped by PID afterwards."""
-    marker, port = uuid.uuid4().hex, _free_port()
-    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    env = {**os.environ, MARK: marker, "RAY_USAGE_STATS_ENABLED": "0"}
-    env.pop("RAY_ADDRESS", None)
+    """``ray start --head`` on loopback in a session of its own and a temp dir of its own (short: Ray's
+    socket paths have a length limit); yields (address, temp dir); every process of that session is
+    stopped by PID afterwards."""
+    port, temp = _free_port(), tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     ray = str(Path(sys.executable).parent / "ray")
+    start = subprocess.Popen([ray, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                              "--num-cpus", "2", "--num-gpus", "0", "--include-dashboard", "false", "--temp-dir",
+                              temp, "--disable-usage-stats"], env=env, start_new_session=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        subprocess.run([ray, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
-                        "--num-cpus", "2", "--num-gpus", "0", "--include-dashboard", "false", "--temp-dir", temp,
-                        "--disable-usage-stats"], env=env, check=True, capture_output=True, timeout=120)
+        output, _ = start.communicate(timeout=120)
+        assert start.returncode == 0, output.decode(errors="replace")
         yield f"127.0.0.1:{port}", Path(temp)
     finally:
-        stop_processes(lambda: pids_with_env(MARK, marker), grace=3)
-        left = pids_with_env(MARK, marker)
+        stop_processes(lambda: _in_session(start.pid), grace=5)
+        deadline = time.monotonic() + 20  # SIGKILLed processes take a moment to leave /proc
+        while _in_session(start.pid) and time.monotonic() < deadline:
+            stop_processes(lambda: _in_session(start.pid), grace=1)
+        left = _in_session(start.pid)
         shutil.rmtree(temp, ignore_errors=True)
         assert not left, f"Ray processes left behind: {left}"
 
