@@ -61,8 +61,7 @@ def main() -> None:
 
     def site(cache_dir):
         records, report = load_records(data)
-        return decode_cached([r for r in records if r.split == "train"], size, report, cache_dir=cache_dir,
-                             name="train")
+        return decode_cached([r for r in records if r.split == "train"], size, report, cache_dir=cache_dir)
 
     plain, cold, warm = [], [], []
     for r in range(args.repeats):

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from client.data.dataset import decode
+from client.data.image_store import decode_stored
 from client.data.evaldata import bank_texts, evaluation_inputs, image_groups, sampled_records, sampled_references
 from client.data.sources import load_records
 from shared_model.evaluate import PROMPT_LANGUAGES, embed_images, ensemble, evaluate_model, finding_scores, scorable
@@ -43,12 +44,14 @@ class ServerEvaluation:
     """Decodes the test images once; ``__call__`` scores a model."""
 
     def __init__(self, data: str, image_size: int, *, seed: int, run_dir: Path, sites: list[str],
-                 max_records: int = 0) -> None:
+                 max_records: int = 0, store: str = "") -> None:
         records, report = load_records(data)
-        split = lambda name: sampled_records([r for r in records if r.split == name], max_records, seed)  # noqa: E731
-        test = decode(split("test"), image_size, report)
+        splits = evaluation_records(records, max_records, seed)
+        decoded = (lambda rs: decode_stored(rs, image_size, report, store=store)) if store else (  # noqa: E731
+            lambda rs: decode(rs, image_size, report))
+        test = decoded(splits["test"])
         self.inputs = evaluation_inputs(test, DEFAULT_EVAL_LABELS)
-        validate = decode(split("validate"), image_size, report)
+        validate = decoded(splits["validate"])
         self.validate_inputs = sampled_references(evaluation_inputs(validate, DEFAULT_EVAL_LABELS), seed=seed)
         # The memory bank needs only the texts of the training reports, never their images.
         # A quick look (max_records) embeds a bank the size of its sample, not 2,000 reports.
@@ -73,6 +76,13 @@ class ServerEvaluation:
         labels = scorable(self.inputs["labels"])
         image_emb = embed_images(model, self.inputs["images"], device)
         return ensemble(finding_scores(model, image_emb, labels, PROMPT_LANGUAGES, device))
+
+
+def evaluation_records(records: list, max_records: int, seed: int) -> dict[str, list]:
+    """The records a simulation's server scores: the test and validate splits, each a seeded sample of
+    whole patients under ``max_records`` (0: all)."""
+    return {split: sampled_records([r for r in records if r.split == split], max_records, seed)
+            for split in ("test", "validate")}
 
 
 def federated_metrics(per_site: dict[str, dict]) -> dict:

@@ -81,7 +81,8 @@ def main(grid: Grid, context: Context, *, run_dir: Path, data: str) -> None:
     model = source.initial(seed=run.seed)
     cfg = model.cfg
     evaluation = None if deployed else ServerEvaluation(data, cfg.image_size, seed=run.seed, run_dir=run_dir,
-                                                        sites=sites, max_records=run.eval_max_records)
+                                                        sites=sites, max_records=run.eval_max_records,
+                                                        store=run.image_store)
     state = load_round(run_dir, model) if run.resume else None
     done = state["round"] if state else 0
     rounds: list[dict] = state["rounds"] if state else []

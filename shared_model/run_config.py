@@ -46,6 +46,7 @@ class RunConfig:
     run_dir: str = ""
     data: str = ""  # the server's evaluation data ("": a deployment, the sites evaluate)
     eval_max_records: int = 0  # its validate and test splits: a seeded sample of N records each (0: all)
+    image_store: str = ""  # a simulation's decoded-image store, shared by its sites and server ("": none)
     resume: bool = False
     drop_sites: str = ""  # comma-separated simulated site indices that die mid-round (failure injection)
     drop_round: int = 1

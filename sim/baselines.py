@@ -13,6 +13,7 @@ import torch
 
 from client.app.site import local_update
 from client.data.dataset import Examples, decode
+from client.data.image_store import decode_stored
 from client.data.sources import load_records
 from client.data.sources.records import DataReport
 from shared_model.checkpoint import ModelSource
@@ -30,14 +31,15 @@ def site_manifests(run_dir: Path, sites: list[str]) -> dict[str, Path]:
     return {name: run_dir / "sites" / name / "manifest.jsonl" for name in sites}
 
 
-def load_site_examples(manifests: list[Path], image_size: int) -> Examples:
-    """The training examples of one or more sites, decoded together (the pooled data set)."""
+def load_site_examples(manifests: list[Path], image_size: int, store: str = "") -> Examples:
+    """The training examples of one or more sites, decoded together (the pooled data set); through the
+    decoded-image store at ``store`` when given."""
     records, report = [], DataReport(source=", ".join(map(str, manifests)))
     for path in manifests:
         site_records, site_report = load_records(path)
         records.extend(r for r in site_records if r.split == "train")
         report.skipped.extend(site_report.skipped)
-    return decode(records, image_size, report)
+    return decode_stored(records, image_size, report, store=store) if store else decode(records, image_size, report)
 
 
 def replay_schedule(model: M3FM, examples: Examples, *, rounds: int, schedule: str, local_epochs: int,
@@ -87,7 +89,7 @@ def copy_state(model: M3FM) -> dict:
 def run_baselines(*, run_dir: Path, sites: list[dict], model_cfg: ModelConfig, evaluation, device: torch.device,
                   init_seed: int, source: ModelSource, on_event: Callable[..., None] | None = None,
                   federated: M3FM | None = None, selection: SelectionConfig = SelectionConfig(),
-                  **schedule) -> dict:
+                  store: str = "", **schedule) -> dict:
     """Pooled (every site's data, both objectives) and each image site alone (contrastive rounds: AUC),
     each selected on the validate split by the federation's rule (``selection``).
 
@@ -105,7 +107,8 @@ def run_baselines(*, run_dir: Path, sites: list[dict], model_cfg: ModelConfig, e
                                   selection=selection)
         return model, seconds
 
-    model, seconds = train("pooled", load_site_examples(list(manifests.values()), model_cfg.image_size), OBJECTIVES)
+    model, seconds = train("pooled", load_site_examples(list(manifests.values()), model_cfg.image_size, store),
+                           OBJECTIVES)
     final = evaluation(model, device, reports=True)
     pooled = {"auc_macro": final["auc_macro"], "bleu": {k: v["bleu4"] for k, v in final["bleu"].items()},
               "seconds": seconds, **_selected(model)}
@@ -114,7 +117,7 @@ def run_baselines(*, run_dir: Path, sites: list[dict], model_cfg: ModelConfig, e
     for site in sites:
         if site["text_only"]:
             continue  # no images: no zero-shot diagnosis to compare
-        model, seconds = train(site["name"], load_site_examples([manifests[site["name"]]], model_cfg.image_size),
+        model, seconds = train(site["name"], load_site_examples([manifests[site["name"]]], model_cfg.image_size, store),
                                ("contrastive",))
         scores[site["name"]] = evaluation.finding_scores(model, device)
         single[site["name"]] = {"auc_macro": macro(auc_per_finding(scores[site["name"]], evaluation.inputs["labels"])),

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from client.data.dataset import Examples, decode, pair_batches, text_batches
+from client.data.store_build import check_store, decode_with_progress, store_line
 from client.data.evaldata import bank_texts, evaluation_inputs, sampled_references
 from client.data.sources import load_records
 from client.errors import DataError
@@ -27,11 +28,15 @@ from sim.baselines import copy_state
 from sim.central_config import CentralConfig
 
 
-def load_split_examples(data: str, image_size: int, languages: tuple[str, ...]
+def load_split_examples(data: str, image_size: int, languages: tuple[str, ...], *, store: Path | None = None,
+                        workers: int = 1, console: Console | None = None, counts: dict | None = None
                         ) -> tuple[Examples, Examples, Examples, dict]:
-    """train, validate, test, and the data report."""
+    """train, validate, test, and the data report; images through the decoded-image store at ``store``
+    (None: decoded in memory)."""
     records, report = load_records(data, languages=languages)
-    examples = decode(records, image_size, report)
+    examples = (decode(records, image_size, report) if store is None else
+                decode_with_progress(records, image_size, report, store=store, workers=workers, console=console,
+                                     counts=counts))
     train, validate, test = (examples.subset(lambda r, s=s: r.split == s) for s in ("train", "validate", "test"))
     return train, validate, test, report.summary(examples.records)
 
@@ -43,7 +48,12 @@ def run_central(cfg: CentralConfig, console: Console | None = None) -> dict:
     torch.manual_seed(cfg.seed)
     device, model_cfg = resolve_device(cfg.device), get_preset(cfg.preset)
     started = time.perf_counter()
-    train, validate, test, data_report = load_split_examples(cfg.data, model_cfg.image_size, cfg.languages)
+    store, workers = cfg.store()
+    decoding = {"store": str(store)}
+    train, validate, test, data_report = load_split_examples(cfg.data, model_cfg.image_size, cfg.languages,
+                                                             store=check_store(store), workers=workers,
+                                                             console=console, counts=decoding)
+    console.print(store_line(decoding))
     console.print(f"data: {len(train.records)} train / {len(validate.records)} validate / {len(test.records)} "
                   f"test records, {data_report['skipped']} skipped")
     if not train.records:
@@ -101,7 +111,8 @@ def run_central(cfg: CentralConfig, console: Console | None = None) -> dict:
         save_checkpoint(out / "model-merged.safetensors", source.merged(model.cpu()), extra={"run_config": config})
     seconds = time.perf_counter() - started
     write_results(out, mode="central", config=config, final=final, data_report=data_report,
-                  history=history, selected=_selected(selector), seconds={"train": train_seconds, "total": seconds})
+                  history=history, selected=_selected(selector), seconds={"train": train_seconds, "total": seconds},
+                  image_store=decoding)
     return final
 
 

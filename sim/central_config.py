@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from shared_model.config import get_preset
 from shared_model.findings import DEFAULT_EVAL_LABELS
@@ -31,12 +32,22 @@ class CentralConfig:
     # validate split; patience N: a stage stops after N epochs without a better score (shared_model.selection).
     select: str = "auto"
     patience: int = 0
+    image_cache: str = ""  # the decoded-image store ("": $M3FED_HOME/decoded, shared with m3fed sim)
+    workers: int = 0  # processes decoding new images (0: every core)
 
     def __post_init__(self) -> None:
         get_preset(self.preset)
+        if self.workers < 0:
+            raise ValueError(f"--workers must be at least 1 (0: every core), got {self.workers}")
         if self.contrastive_epochs < 0 or self.lm_epochs < 0:
             raise ValueError("epochs must be >= 0")
         self.selection()
+
+    def store(self) -> tuple[Path, int]:
+        """The decoded-image store and how many processes fill it."""
+        from client.data.store_build import default_store, default_workers
+
+        return Path(self.image_cache) if self.image_cache else default_store(), self.workers or default_workers()
 
     def selection(self) -> SelectionConfig:
         return SelectionConfig(metric=self.select, patience=self.patience)

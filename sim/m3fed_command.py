@@ -52,7 +52,8 @@ def _central(args: argparse.Namespace) -> int:
                             contrastive_epochs=args.contrastive_epochs, lm_epochs=args.lm_epochs,
                             num_beams=args.beams, languages=tuple(args.languages), init=args.init,
                             vit_weights=args.vit_weights, text_model=args.text_model, adapter=args.adapter,
-                            select=args.select, patience=args.patience)
+                            select=args.select, patience=args.patience, image_cache=args.image_cache or "",
+                            workers=args.workers)
         resolve_device(cfg.device)
         cfg.model_source()  # every named file checked before the data is read
     except ValueError as exc:
@@ -97,9 +98,13 @@ def _sim(args: argparse.Namespace) -> int:
                             dp_sites=args.dp_sites, aggregation=args.aggregation, max_update_rms=args.max_update_rms,
                             poison_sites=args.poison_sites, poison=args.poison, preset=args.preset,
                             device=args.device, cpus_per_site=args.cpus_per_site, gpus_per_site=args.gpus_per_site,
-                            max_records_per_site=args.max_records_per_site, ray_address=args.ray_address)
+                            max_records_per_site=args.max_records_per_site, ray_address=args.ray_address,
+                            image_cache=args.image_cache or "", workers=args.workers)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+        from client.data.store_build import check_store
+
+        check_store(cfg.store()[0])
         if default_data and not (Path(args.data) / "m3fed-synth.json").is_file():  # settings checked first
             from sim.synth import generate
 
@@ -176,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", help="m3fed checkpoint (.safetensors) to start from; nothing is downloaded")
     _model_arguments(p)
     selection_arguments(p, defaults, unit="epoch")
+    _store_arguments(p)
     p.set_defaults(func=_central)
 
     sim_defaults = SimConfig(data="", out="")
@@ -254,10 +260,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reject a reply whose update norm is above this x sqrt(trained values) (0: no bound)")
     p.add_argument("--seed", type=int, default=sim_defaults.seed)
     _scale_arguments(p, sim_defaults)
+    _store_arguments(p)
     p.add_argument("--resume", metavar="RUNDIR", help="continue an interrupted run after its last completed round "
                                                             "(with --rounds R: also a finished one, to R rounds)")
     p.set_defaults(func=_sim)
     return parser
+
+
+def _store_arguments(p: argparse.ArgumentParser) -> None:
+    """The decoded-image store (client.data.image_store), for central and sim."""
+    p.add_argument("--image-cache", metavar="DIR",
+                   help="the decoded-image store: each image is decoded once, later runs map it from disk "
+                        "(default: $M3FED_HOME/decoded, ~/.m3fed/decoded)")
+    p.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="processes decoding images the store lacks (default: every core)")
 
 
 def _scale_arguments(p: argparse.ArgumentParser, defaults) -> None:

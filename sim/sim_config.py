@@ -56,6 +56,8 @@ class SimConfig:
     gpus_per_site: float | None = None
     max_records_per_site: int = 0  # a quick look at a big dataset: N training records per site (0: all)
     ray_address: str = ""  # an existing Ray cluster's head, HOST:PORT ("": a Ray instance of this run's own)
+    image_cache: str = ""  # the decoded-image store ("": $M3FED_HOME/decoded, shared with m3fed central)
+    workers: int = 0  # processes decoding the images the store lacks (0: every core)
     compare: bool = True  # also train pooled and single-site baselines on the same schedule
     dp: str | None = None  # a site privacy policy (YAML): DP-SGD, ledgers, refusal
     dp_sites: int | None = None  # the first N sites get the policy, the others train without DP (None: all)
@@ -81,6 +83,8 @@ class SimConfig:
     def __post_init__(self) -> None:
         parse_partition(self.partition)
         get_preset(self.preset)
+        if self.workers < 0:
+            raise ValueError(f"--workers must be at least 1 (0: every core), got {self.workers}")
         if self.max_records_per_site < 0:
             raise ValueError(f"--max-records-per-site must be at least 1 (0: all), got {self.max_records_per_site}")
         if self.ray_address:
@@ -119,6 +123,13 @@ class SimConfig:
         """The server's validate and test splits under --max-records-per-site: as many records as the sites
         hold together, so that a quick look does not spend its time scoring a full-size test split."""
         return self.max_records_per_site * self.sites
+
+    def store(self) -> tuple[Path, int]:
+        """The decoded-image store (absolute: the Flower processes run elsewhere) and how many processes fill it."""
+        from client.data.store_build import default_store, default_workers
+
+        return (Path(self.image_cache) if self.image_cache else default_store()).resolve(), \
+            self.workers or default_workers()
 
     def resources(self) -> SiteResources:
         return SiteResources(device=self.device, cpus_per_site=self.cpus_per_site, gpus_per_site=self.gpus_per_site,

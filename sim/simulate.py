@@ -5,14 +5,16 @@ import dataclasses
 import json
 import random
 import shutil
+import time
 from pathlib import Path
 
 from rich.console import Console
 
 from client.data.sources import load_records
+from client.data.store_build import check_store, decode_with_progress, store_line
 from client.errors import DataError
 from privacy.policy import load_policy
-from server.evaluation import ServerEvaluation
+from server.evaluation import ServerEvaluation, evaluation_records
 from server.report import write_report
 from server.results import update_results
 from server.run_state import WEIGHTS
@@ -35,6 +37,7 @@ def run_config_of(cfg: SimConfig, out: Path, *, resume: bool) -> dict:
         run_dir=str(out), data=str(Path(cfg.data).resolve()), num_server_rounds=cfg.rounds, min_sites=cfg.sites,
         local_epochs=cfg.local_epochs, lm_local_epochs=cfg.lm_local_epochs, schedule=cfg.schedule,
         preset=cfg.preset, device=cfg.resources().site_device(), eval_max_records=cfg.eval_max_records,
+        image_store=str(cfg.store()[0]),
         seed=cfg.seed, batch_size=cfg.batch_size, resume=resume,
         lm_batch_size=cfg.lm_batch_size, keep_optimizer=cfg.keep_optimizer, strategy=cfg.strategy,
         proximal_mu=cfg.proximal_mu, server_lr=cfg.server_lr, lr=cfg.lr, lm_lr=cfg.lm_lr,
@@ -71,6 +74,7 @@ def run_simulation(cfg: SimConfig, *, resume: bool = False, console: Console | N
     else:  # a later --resume continues to the rounds asked for now
         (out / "sim-config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     sites = json.loads((out / "sites.json").read_text(encoding="utf-8"))
+    decoding = fill_store(cfg, out, sites["sites"], console)
     with LiveProgress(console, str(out / PROGRESS), sites=sites["sites"], rounds=cfg.rounds) as live:
         status = run_flower(run_config_of(cfg, out, resume=resume), num_sites=cfg.sites, flwr_home=out / ".flwr",
                             resources=cfg.resources().federation_config(), ray_address=cfg.ray_address,
@@ -79,6 +83,7 @@ def run_simulation(cfg: SimConfig, *, resume: bool = False, console: Console | N
             raise DataError(out / ".flwr" / "flwr-run.log",
                             f"the Flower run ended as {status.get('status')!r}: see this log for the reason")
         extra = {"site_specs": {s["name"]: s for s in sites["specs"]}, "site_records": sites["records"],
+                 "image_store": decoding,
                  **fault_summary(cfg, sites["sites"])}
         if cfg.dp:
             extra["privacy"] = site_statements(out, sites["sites"])
@@ -107,16 +112,34 @@ def _baselines(cfg: SimConfig, out: Path, specs: list[dict], on_event) -> dict:
     source = cfg.model_source()
     model_cfg, device = source.config(), resolve_device(cfg.device)
     evaluation = ServerEvaluation(str(Path(cfg.data).resolve()), model_cfg.image_size, seed=cfg.seed, run_dir=out,
-                                  max_records=cfg.eval_max_records,
+                                  max_records=cfg.eval_max_records, store=str(cfg.store()[0]),
                                   sites=[s["name"] for s in specs])
     train = TrainConfig(batch_size=cfg.batch_size, lr=cfg.lr, lm_lr=cfg.lm_lr, lm_batch_size=cfg.lm_batch_size)
     # The run's selected global model; a run that ended before writing one has no difference to show.
     federated = load_checkpoint(out / WEIGHTS)[0].to(device) if (out / WEIGHTS).is_file() else None
     return run_baselines(run_dir=out, sites=specs, model_cfg=model_cfg, evaluation=evaluation, device=device,
                          federated=federated, init_seed=cfg.seed, source=source, on_event=on_event,
-                         selection=cfg.selection(),
+                         selection=cfg.selection(), store=str(cfg.store()[0]),
                          rounds=cfg.rounds, schedule=cfg.schedule, local_epochs=cfg.local_epochs,
                          lm_local_epochs=cfg.lm_local_epochs, train=train, seed=cfg.seed, keep_optimizer=cfg.keep_optimizer)
+
+
+def fill_store(cfg: SimConfig, out: Path, sites: list[str], console: Console) -> dict:
+    """Decode, in parallel, every image the run will read that the decoded-image store lacks: the sites'
+    records and the server's evaluation splits. The sites and the server then map them from disk."""
+    store, workers = cfg.store()
+    check_store(store)
+    records, report = load_records(cfg.data)
+    evaluated = evaluation_records(records, cfg.eval_max_records, cfg.seed)
+    wanted = [r for name in sites for r in load_records(out / "sites" / name / "manifest.jsonl")[0]]
+    wanted += evaluated["test"] + evaluated["validate"]
+    counts = {"store": str(store)}
+    started = time.perf_counter()
+    decode_with_progress(wanted, cfg.model_source().config().image_size, report, store=store, workers=workers,
+                         console=console, counts=counts)
+    counts["seconds"] = time.perf_counter() - started
+    console.print(store_line(counts))
+    return counts
 
 
 def resume_config(run_dir: str | Path, *, rounds: int | None = None) -> SimConfig:

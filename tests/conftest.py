@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,9 @@ os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
 # cores, and two threads per process on a shared 2-core machine thrash (measured ~30x slower under load).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+# m3fed's per-user folder (the decoded-image store, standalone runs): one of its own for each test process,
+# never the user's ~/.m3fed.
+os.environ.setdefault("M3FED_HOME", tempfile.mkdtemp(prefix="m3fed-home-"))
 
 
 @pytest.fixture(scope="session")

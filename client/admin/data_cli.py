@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -27,15 +28,26 @@ def check_dataset(data: str, image_size: int, *, max_records_per_patient: int | 
 
 
 def read_dataset(data: str, image_size: int, *, max_records_per_patient: int | None = None,
-                 languages: tuple[str, ...] | None = None, modalities: tuple[str, ...] | None = None):
-    """``check_dataset``'s summary and the decoded training examples it checked (before the DP cap)."""
+                 languages: tuple[str, ...] | None = None, modalities: tuple[str, ...] | None = None,
+                 store: Path | None = None, console: Console | None = None):
+    """``check_dataset``'s summary and the decoded training examples it checked (before the DP cap).
+    ``store``: decode through that decoded-image store, in parallel with a progress bar on ``console``
+    (a site's ``state_dir/decoded``, which its rounds then read instead of decoding again)."""
     from client.data.dataset import decode
     from client.data.sources import load_records, select_records
+    from client.data.store_build import decode_with_progress, default_workers, store_line
     from privacy.sampling import cap_studies_per_patient
 
     records, report = load_records(data)
     records, left_out = select_records(records, languages=languages, modalities=modalities)
-    examples = decode(records, image_size, report)
+    if store is None:
+        examples = decode(records, image_size, report)
+    else:
+        counts = {"store": str(store)}
+        examples = decode_with_progress(records, image_size, report, store=store, workers=default_workers(),
+                                        console=console, counts=counts)
+        if console is not None:
+            console.print(store_line(counts), markup=False, highlight=False)
     train = examples.subset(lambda r: r.split == "train")
     _, cap = cap_studies_per_patient(train, max_records_per_patient, report=report)
     summary = report.summary(examples.records)

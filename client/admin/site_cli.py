@@ -18,12 +18,16 @@ def _keygen(args) -> int:
 
 def _checked(args):
     """Load and check site.yaml and the data; print what the site contributes. (config, training examples)"""
+    from rich.console import Console
+
     from client.admin.site_config import inspect_site, load_site_config
     from client.data.sources import describe_left_out
     from shared_model.config import get_preset
 
     cfg = load_site_config(args.config)
-    summary, train = inspect_site(cfg, image_size=get_preset(args.preset).image_size)
+    # Decoded into the site's store now, with a progress bar: its rounds then read instead of decoding.
+    summary, train = inspect_site(cfg, image_size=get_preset(args.preset).image_size, store=True,
+                                  console=Console(stderr=True))
     print(f"site {cfg.site}: {summary['records']} records ({summary['by_split']}), languages "
           f"{sorted(summary['by_language'])}, {summary['skipped']} skipped; "
           f"{'DP policy ' + str(cfg.privacy_policy) if cfg.privacy_policy else 'no DP policy'}; "

@@ -150,12 +150,13 @@ def check_site(cfg: SiteConfig, *, image_size: int) -> dict:
     return inspect_site(cfg, image_size=image_size)[0]
 
 
-def inspect_site(cfg: SiteConfig, *, image_size: int):
+def inspect_site(cfg: SiteConfig, *, image_size: int, store: bool = False, console=None):
     """``check_site``'s summary and the decoded training examples the site contributes.
 
     Besides the data check's keys, the summary has ``not_contributed`` (what ``languages`` and
     ``modalities`` leave out, ``client.data.sources.selection``) and ``warnings`` (a selected language
     or modality the data does not have). A selection that leaves no training record is an error.
+    ``store``: decode into the site's decoded-image store (``state_dir/decoded``), which its rounds read.
     """
     from client.admin.data_cli import read_dataset
     from client.admin.keys import check_site_key, load_certificate, make_private
@@ -169,8 +170,11 @@ def inspect_site(cfg: SiteConfig, *, image_size: int):
         _check_text_model(cfg)
     if not cfg.data.exists():
         raise DataError(cfg.data, f"data path not found (site.yaml {cfg.source}: data)")
+    if store:  # the decoded images are the site's data: in its private state folder from the start
+        make_private(cfg.state_dir)
     summary, train = read_dataset(str(cfg.data), image_size, languages=cfg.languages, modalities=cfg.modalities,
-                                  max_records_per_patient=policy.max_records_per_patient if policy else None)
+                                  max_records_per_patient=policy.max_records_per_patient if policy else None,
+                                  store=cfg.state_dir / "decoded" if store else None, console=console)
     left_out = summary["not_contributed"]
     summary["warnings"] = _selection_warnings(cfg, left_out["in_data"])
     if not summary["usable"]:

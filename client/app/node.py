@@ -51,8 +51,11 @@ def site_state_dir(context: Context) -> Path:
 
 def decoded_cache_dir(context: Context) -> str | None:
     """A deployed site keeps its decoded images under its state dir (``client.data.decoded_cache``); a
-    simulated site's worker process lives for the whole run and keeps them in memory instead."""
-    return str(Path(str(context.node_config["state-dir"])) / "decoded") if "state-dir" in context.node_config else None
+    simulated site maps them from the simulation's store (``m3fed sim`` fills it before round 1), and
+    without one (``flwr run .`` on its own) its worker process decodes them once, in memory."""
+    if "state-dir" in context.node_config:
+        return str(Path(str(context.node_config["state-dir"])) / "decoded")
+    return RunConfig.from_run_config(context.run_config).image_store or None
 
 
 def site_selection(context: Context) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:

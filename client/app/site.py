@@ -29,12 +29,12 @@ def site_examples(data_path: str, image_size: int, split: str = "train", cache_d
     ``train`` rows are trained on; ``test`` rows only evaluate the global model at the site.
     ``languages`` / ``modalities`` (tuples; None: all): what the site contributes, from its
     ``site.yaml`` (``client.data.sources.selection``: a study of an unselected modality is left out
-    whole). The decoded cache is keyed by the selected records, so it never serves another selection.
+    whole). The decoded-image store is keyed by image file, so every selection and split shares it.
     """
     records, report = load_records(data_path)
     records, _ = select_records(records, languages=languages, modalities=modalities)
     return decode_cached([r for r in records if r.split == split], image_size, report,
-                         cache_dir=Path(cache_dir) if cache_dir else None, name=split)
+                         cache_dir=cache_dir)
 
 
 def example_count(examples: Examples, objective: str) -> int:

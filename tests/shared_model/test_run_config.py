@@ -23,9 +23,9 @@ def test_simulator_defaults_are_run_config_defaults(tmp_path):
     from sim.sim_config import SimConfig
 
     rc = run_config_of(SimConfig(data=str(tmp_path), out=str(tmp_path / "run")), tmp_path / "run", resume=False)
-    # The simulation's own folder and site count, and its sites' device (resolved: Ray hides a GPU from a
-    # site whose resources ask for none).
-    where = {"run-dir", "data", "progress-file", "min-sites", "device"}
+    # The simulation's own folder, site count and decoded-image store, and its sites' device (resolved: Ray
+    # hides a GPU from a site whose resources ask for none).
+    where = {"run-dir", "data", "progress-file", "min-sites", "device", "image-store"}
     defaults = RunConfig().to_run_config()
     assert {k: v for k, v in rc.items() if k not in where} == {k: v for k, v in defaults.items() if k not in where}
 

@@ -94,3 +94,45 @@ def test_selection_settings_reach_the_server(tmp_path):
     assert (run.select, run.patience) == ("bleu4", 3)
     with pytest.raises(ValueError, match="^patience must be a whole number"):
         RunConfig.from_run_config({**rc, "patience": -2})
+
+
+def test_a_second_run_on_the_same_data_decodes_nothing_it_maps_the_store(fed_data, tmp_path):
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from sim.simulate import fill_store, prepare_sites
+
+    store = tmp_path / "store"
+    counts = []
+    for run in ("first", "second"):  # two runs, each with its own folder, on the same data
+        cfg = SimConfig(data=str(fed_data), out=str(tmp_path / run), image_cache=str(store), workers=2,
+                        max_records_per_site=12)
+        prepare_sites(cfg, Path(cfg.out))
+        console = Console(record=True, width=200)
+        counts.append(fill_store(cfg, Path(cfg.out), [s.name for s in cfg.site_specs()], console))
+    first, second = counts
+    assert first["decoded"] > 0 and first["hits"] == 0
+    assert second["decoded"] == 0 and second["hits"] == first["decoded"]  # nothing decoded again
+    assert f"images: 0 decoded, {second['hits']} from the decoded-image store" in console.export_text()
+    run = json.loads(run_config_json(tmp_path / "second"))
+    assert run["image-store"] == str(store.resolve())  # the sites and the server read the same store
+
+
+def run_config_json(out) -> str:
+    from sim.simulate import resume_config, run_config_of
+
+    return json.dumps(run_config_of(resume_config(out), out, resume=False))
+
+
+def test_a_store_folder_that_cannot_be_written_is_one_error_line(tmp_path, capsys):
+    from sim.m3fed_command import main
+
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    for command in ("sim", "central"):
+        code = main([command, "--data", str(tmp_path), "--out", str(tmp_path / "run"),
+                     "--image-cache", str(blocked / "store")])
+        err = capsys.readouterr().err
+        assert code == 2 and "--image-cache: cannot write the decoded-image store there" in err, err
+        assert "Traceback" not in err and err.count("\n") == 1
