@@ -67,6 +67,18 @@ def _selected_rounds(doc: dict) -> dict:
             for arm, sel in arms.items() if sel}
 
 
+def _arm(label: str, cfg: SimConfig, collect: bool) -> tuple[dict, float]:
+    """Run one arm, or (``collect``) read the results an earlier run of it left in its folder."""
+    if not collect:
+        return _timed(label, lambda: run_simulation(cfg))
+    doc = json.loads((Path(cfg.out) / "results.json").read_text(encoding="utf-8"))
+    base = doc.get("baselines") or {}
+    seconds = doc["seconds"]["total"] + sum(m.get("seconds") or 0 for m in [base.get("pooled") or {},
+                                                                          *(base.get("single_sites") or {}).values()])
+    print(f"{label}: collected from {cfg.out} ({seconds:.0f} s)", flush=True)
+    return doc, seconds
+
+
 def _records(out: Path) -> dict:
     return json.loads((out / "sites.json").read_text())["records"]
 
@@ -86,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dp-layers", default=POLICY["contrastive_layers"], choices=("all", "top"),
                         help="what DP rounds train: every adapter, or the top blocks' adapters and the heads")
     parser.add_argument("--dp-batch", type=int, default=POLICY["batch_size"], help="DP's expected batch size")
+    parser.add_argument("--collect", action="store_true",
+                        help="read the arms already in --out (their results.json) instead of running them")
     args = parser.parse_args(argv)
     parts, out = set(args.parts.split(",")), Path(args.out)
     result: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()},
@@ -110,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                     patience=args.patience)
     arms = {}
     if "federated" in parts:
-        doc, seconds = _timed("federated + pooled + single sites", lambda: run_simulation(cfg))
+        doc, seconds = _arm("federated + pooled + single sites", cfg, args.collect)
         arms["federated"] = doc
         base = doc["baselines"]
         result["federated"] = {
@@ -125,14 +139,14 @@ def main(argv: list[str] | None = None) -> int:
         result["policy"] = {**POLICY, "contrastive_layers": args.dp_layers, "report_layers": args.dp_layers,
                             "batch_size": args.dp_batch}
         policy.write_text(yaml.safe_dump(result["policy"]))
-        doc, seconds = _timed("federated, DP at every site", lambda: run_simulation(
-            dataclasses.replace(cfg, out=str(out / "dp"), dp=str(policy), compare=False)))
+        doc, seconds = _arm("federated, DP at every site",
+                            dataclasses.replace(cfg, out=str(out / "dp"), dp=str(policy), compare=False), args.collect)
         result["dp"] = {"auc": doc["final"]["auc_macro"], "selected": _selected_rounds(doc), "bleu4": {k: v["bleu4"] for k, v in doc["final"]["bleu"].items()},
                         "epsilon": {s: st.get("epsilon") for s, st in (doc.get("privacy") or {}).items()},
                         "round_seconds": _round_seconds(doc), "seconds": seconds}
     if "secagg" in parts:
-        doc, seconds = _timed("federated, SecAgg+", lambda: run_simulation(
-            dataclasses.replace(cfg, out=str(out / "secagg"), secagg=True, compare=False)))
+        doc, seconds = _arm("federated, SecAgg+",
+                            dataclasses.replace(cfg, out=str(out / "secagg"), secagg=True, compare=False), args.collect)
         result["secagg"] = {"auc": doc["final"]["auc_macro"], "round_seconds": _round_seconds(doc),
                             "max_bytes_up": _max_bytes_up(doc), "seconds": seconds}
     if "bytes" in parts:  # full-model federation, one round per update dtype
