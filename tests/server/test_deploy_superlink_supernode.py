@@ -143,8 +143,12 @@ def _federation(env, tag: str, *run_args: str, dp: bool) -> dict:
     assert all(r["site_eval"]["site-1"]["validate"]["images"] == 0 for r in doc["rounds"])
     assert doc["selected"]["round"] == 2 and doc["selected"]["value"] is None
     # Each message ran in a new process; the site decoded its images once and kept them at home.
+    # `site start` filled its decoded-image store; the messages' processes mapped it and added nothing.
     decoded = env["root"] / "site-state" / "site-1" / str(dp) / "decoded"
-    assert {p.name.split("-")[0] for p in decoded.glob("*.safetensors")} == {"train", "validate", "test"}
+    manifest = env["root"] / "federation" / "sites" / "site-1" / "manifest.jsonl"
+    images = {json.loads(line)["image"] for line in manifest.read_text().splitlines()} - {""}
+    (index,) = decoded.glob("images-*.json")
+    assert json.loads(index.read_text())["rows"] == len(images) > 0  # each of its images decoded once
     # Decoded images and reports, ledger, Flower's home at the sites; results and checkpoints at the
     # server: the owner's alone.
     for folder in (*(env["root"] / "site-state" / n / str(dp) for n in (*SITES, "site-x")), env["root"] / "server"):
