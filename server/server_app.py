@@ -34,7 +34,7 @@ from server.secagg import SecAggConfig, SecureGrid  # noqa: E402
 from server.site_dp import WEIGHT_KEY, SiteDPConfig, SiteLevelDP  # noqa: E402
 from server.strategy import make_strategy  # noqa: E402
 from shared_model.checkpoint import ModelSource, save_checkpoint  # noqa: E402
-from shared_model.device import resolve_device  # noqa: E402
+from shared_model.device import server_device  # noqa: E402
 from shared_model.run_config import RunConfig  # noqa: E402
 from shared_model.selection import SelectionConfig  # noqa: E402
 
@@ -76,7 +76,7 @@ def main(grid: Grid, context: Context, *, run_dir: Path, data: str) -> None:
     # The one seam where SecAgg+ (legacy-only in flwr 1.42) enters: the strategy sees a Grid as before.
     secure = SecureGrid(grid, context, SecAggConfig.from_run(run), run_dir=run_dir) if run.secagg else None
     grid = secure or grid
-    device = resolve_device(run.device)
+    device = server_device(run.device)
     source = ModelSource.from_run(run)
     model = source.initial(seed=run.seed)
     cfg = model.cfg

@@ -17,6 +17,14 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def server_device(name: str) -> torch.device:
+    """Where the server evaluates: the run's ``device``, except that a run asking its sites for CUDA
+    still evaluates on the CPU of a server host without a GPU (a deployment's server, a Ray cluster's head)."""
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        return torch.device("cpu")
+    return resolve_device(name)
+
+
 def autocast(device: torch.device):
     """bf16 autocast on GPUs that support it; full precision elsewhere (CPU bf16 is slower here)."""
     if device.type == "cuda" and torch.cuda.is_bf16_supported():

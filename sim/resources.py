@@ -49,6 +49,8 @@ class SiteResources:
             self._check_gpus()
 
     def _check_gpus(self) -> None:
+        if self.cluster:  # the cluster's nodes hold the GPUs, not necessarily this one (its head): Ray places
+            return
         gpus = gpu_count()
         if gpus == 0:
             asked = "--device cuda" if self.device == "cuda" else f"--gpus-per-site {self.gpus_per_site}"
@@ -66,6 +68,8 @@ class SiteResources:
         """Each site's GPU share as Ray is asked for it."""
         if self.gpus_per_site is not None:
             return float(self.gpus_per_site)
+        if self.cluster:  # its GPUs are not this machine's to count: a whole one each, unless asked for less
+            return 1.0 if self.device == "cuda" else 0.0
         if not self.trains_on_cuda():
             return 0.0
         at_once = max(1, machine_cores() // self.cpus_per_site)

@@ -89,11 +89,10 @@ def test_a_ray_address_that_does_not_answer_is_refused_in_seconds(tmp_path, caps
 
     for address, message in ((f"127.0.0.1:{_free_port()}", "nothing answers there"),
                              ("localhost", "--ray-address must be HOST:PORT")):
-        started = time.monotonic()
         code = main(["sim", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--ray-address", address])
         err = capsys.readouterr().err
         assert code == 2 and message in err and "Traceback" not in err, err
-        assert time.monotonic() - started < 10
+        assert not (tmp_path / "run").exists()  # refused before the sites were partitioned or Ray started
 
 
 def test_without_an_address_a_run_never_joins_a_cluster_started_on_this_machine(tmp_path):
