@@ -85,7 +85,7 @@ def test_max_records_per_site_keeps_a_seeded_sample_of_each_sites_rows(small_mim
     sites = [SiteSpec("a", "en"), SiteSpec("b", "zh")]
     full = write_sites(records, sites, "iid", 0, tmp_path / "full")
     capped = write_sites(records, sites, "iid", 0, tmp_path / "capped", limit=3)
-    again = write_sites(records, sites, "iid", 0, tmp_path / "again", limit=3)
+    write_sites(records, sites, "iid", 0, tmp_path / "again", limit=3)
     for site in sites:
         rows = lambda run: [json.loads(line) for line in (tmp_path / run / site.name / "manifest.jsonl")  # noqa: E731
                             .read_text().splitlines()]
