@@ -2,7 +2,8 @@
 
 Results go to ``<run-dir>/results.json`` (``m3fed.results/1``), with the global weights and
 strategy state after every round for ``--resume``; a deployment's ``report.md`` too
-(``server.report``). The ServerApp object ``flwr run`` loads is ``sim.apps.serverapp``: it calls
+(``server.report``), its ``MODEL_CARD.md``, and the final model sent to every site
+(``server.final_model``). The ServerApp object ``flwr run`` loads is ``sim.apps.serverapp``: it calls
 ``main`` here with the run's folder and data, after preparing the default synthetic federation
 when ``flwr run .`` runs alone (no ``run-dir``).
 """
@@ -25,7 +26,7 @@ from server.declarations import SiteDeclarations  # noqa: E402
 from server.evaluation import ServerEvaluation, federated_metrics  # noqa: E402
 from server.grid import PromptGrid  # noqa: E402
 from server.receipts import ReceiptStore  # noqa: E402
-from server.results import write_results  # noqa: E402
+from server.results import update_results, write_results  # noqa: E402
 from server.model_selection import ServerSelection  # noqa: E402
 from server.run_state import (MERGED, WEIGHTS, load_round, restore_strategy, save_round, save_weights,  # noqa: E402
                               strategy_arrays)
@@ -174,9 +175,10 @@ def main(grid: Grid, context: Context, *, run_dir: Path, data: str) -> None:
                   declarations=strategy.declarations.by_site(), selected=chosen,
                   **({"privacy": strategy.privacy_statements} if strategy.privacy_statements else {}),
                   **({"stopped": stopped} if stopped else {}), **({"early_stopped": early} if early else {}))
-    if deployed:  # a simulation writes its report after the baselines (sim.simulate)
+    if deployed:  # a simulation writes its report and model card after the baselines (sim.simulate)
         from server.report import write_report
 
+        _deliver(grid, strategy, run_dir=run_dir, timeout=run.round_timeout)
         write_report(run_dir)
     logging.getLogger("flwr").removeHandler(log_file)
     log_file.close()
@@ -203,6 +205,23 @@ def _selected_test(model, selection: ServerSelection, *, evaluation, device, str
     per_site = strategy.evaluate_once(grid, ArrayRecord(model.state_dict()), server_round=step - done,
                                       timeout=timeout)
     return {**federated_metrics(per_site), "site_eval": per_site}
+
+
+def _deliver(grid, strategy, *, run_dir: Path, timeout: float) -> None:
+    """The final model and the model card to every site (``server.final_model``); a failure to deliver
+    is recorded in results.json and the log, never the loss of a finished run."""
+    from server.final_model import deliver_final_model
+    from server.model_card import write_model_card
+
+    try:
+        sites = json.loads((run_dir / "results.json").read_text(encoding="utf-8")).get("sites") or []
+        done = deliver_final_model(grid, strategy, run_dir=run_dir, sites=sites, timeout=timeout)
+        logging.getLogger("flwr").info("m3fed final model: " + "; ".join(
+            f"{name} {s.get('model')}" for name, s in done["sites"].items()))
+    except Exception as exc:  # noqa: BLE001 - the run is finished and written; only the delivery failed
+        logging.getLogger("flwr").warning(f"m3fed final model not delivered: {type(exc).__name__}: {exc}")
+        update_results(run_dir, final_model={"status": f"delivery failed: {type(exc).__name__}: {exc}"[:300]})
+        write_model_card(run_dir)
 
 
 NOT_EVALUATED = {"auc_macro": None, "bleu": {}, "evaluated_by": "not evaluated: the run stopped before a site could"}

@@ -16,6 +16,7 @@ from client.data.store_build import check_store, decode_with_progress, store_lin
 from client.data.evaldata import bank_texts, evaluation_inputs, sampled_references
 from client.data.sources import load_records
 from client.errors import DataError
+from server.model_card import write_model_card
 from server.results import write_results
 from shared_model.checkpoint import save_checkpoint
 from shared_model.config import get_preset
@@ -113,6 +114,7 @@ def run_central(cfg: CentralConfig, console: Console | None = None) -> dict:
     write_results(out, mode="central", config=config, final=final, data_report=data_report,
                   history=history, selected=_selected(selector), seconds={"train": train_seconds, "total": seconds},
                   image_store=decoding)
+    write_model_card(out)
     return final
 
 

@@ -15,6 +15,8 @@ from client.data.store_build import check_store, decode_with_progress, store_lin
 from client.errors import DataError
 from privacy.policy import load_policy
 from server.evaluation import ServerEvaluation, evaluation_records
+from server.final_model import note_virtual_sites
+from server.model_card import write_model_card
 from server.report import write_report
 from server.results import update_results
 from server.run_state import WEIGHTS
@@ -89,14 +91,23 @@ def run_simulation(cfg: SimConfig, *, resume: bool = False, console: Console | N
             extra["privacy"] = site_statements(out, sites["sites"])
         if cfg.compare:
             extra["baselines"] = _baselines(cfg, out, sites["specs"], live.baseline)
+    if cfg.personalise and (out / WEIGHTS).is_file():
+        from client.finetune.personalise import personalise_sites
+
+        store, workers = cfg.store()
+        extra["personalised"] = personalise_sites(out, sites["specs"], seed=cfg.seed, device=cfg.device,
+                                                  image_cache=str(store), workers=workers, console=console)
     if (cfg.dp or cfg.site_dp) and cfg.compare:  # the accuracy cost of DP: the same federation without it
         plain = run_simulation(dataclasses.replace(cfg, dp=None, dp_sites=None, site_dp=0.0, compare=False,
+                                                   personalise=False,
                                                    out=str(out / "non-private")))
         extra["non_private"] = {"auc_macro": plain["final"]["auc_macro"],
                                 "bleu": {k: v["bleu4"] for k, v in plain["final"]["bleu"].items()},
                                 "run_dir": str(out / "non-private")}
     results = update_results(out, **extra)
     write_report(out)
+    write_model_card(out)  # after the baselines: the card gives their intervals
+    note_virtual_sites(out, sites["sites"])
     return results
 
 

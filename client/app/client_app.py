@@ -18,6 +18,7 @@ from flwr.common.constant import ErrorCode
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from client.app.faults import poison_of, poisoned  # noqa: E402
+from client.app.final_model import CARD_ACTION, KEPT_RECORD, MODEL_ACTION  # noqa: E402
 from client.app.node import data_path_of, decoded_cache_dir, site_name_of, site_selection, site_state_dir  # noqa: E402
 from client.app.progress import report_progress  # noqa: E402
 from client.app.secagg import is_secure, secure_train  # noqa: E402
@@ -272,3 +273,28 @@ def statement_record(context: Context) -> dict:
     if paths is None:
         return {}
     return {PRIVACY_STATEMENT: ConfigRecord({"json": json.dumps(site_statement(paths[1]), ensure_ascii=False)})}
+
+
+@app.query(MODEL_ACTION)
+@_guarded
+def final_model(msg: Message, context: Context, index: int) -> Message:
+    """The run's final model, sent once at the end of a deployed run: checked against its sha256 and this
+    site's tokenizer, kept in the site's state directory (``client.app.final_model``). The reply states
+    the sha256 of the file kept and, under a privacy policy, the site's privacy statement (for the card)."""
+    from client.app.final_model import keep_model, model_dir
+
+    run = RunConfig.from_run_config(context.run_config)
+    kept = keep_model(msg.content, model_dir(context), tokenizer_sha256=site_model_source(context).tokenizer().sha256,
+                      run={"run_id": context.run_id, "run_dir": run.run_dir})
+    return Message(RecordDict({KEPT_RECORD: ConfigRecord(kept), "site": _site_record(context),
+                               **statement_record(context)}), reply_to=msg)
+
+
+@app.query(CARD_ACTION)
+@_guarded
+def model_card(msg: Message, context: Context, index: int) -> Message:
+    """The run's model card, kept beside the final model it names."""
+    from client.app.final_model import keep_card, model_dir
+
+    kept = keep_card(msg.content, model_dir(context))
+    return Message(RecordDict({KEPT_RECORD: ConfigRecord(kept), "site": _site_record(context)}), reply_to=msg)
