@@ -25,7 +25,7 @@ ROUTE = "/m3fed/artifacts/"
 # model.safetensors is the model selected on the validate split; model-last.safetensors the last round's;
 # model-merged.safetensors the selected one with its adapters folded in (a run with --adapter).
 DELIVERABLES = ("results.json", "report.md", "metric_per_round.png", "site_contribution.png", "model.safetensors",
-                "model-last.safetensors", "model-merged.safetensors", "run.log")
+                "model-last.safetensors", "model-merged.safetensors", "run.log", "MODEL_CARD.md", "model_card.json")
 
 
 def run_dir_of(linkstate, run_id: int) -> tuple[Path | None, str]:

@@ -28,7 +28,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
 from client.app.client_app import PRIVACY_STATEMENT
 from client.app.final_model import (CARD_ACTION, CARD_JSON, CARD_MD, HASH, KEPT_RECORD, MODEL_ACTION, MODEL_RECORD,
                                     write_private)
-from server.model_card import MERGED, WEIGHTS, write_model_card
+from server.model_card import MERGED, WEIGHTS, read_results, write_model_card
 from server.results import update_results
 from server.site_evaluation import site_statement
 
@@ -43,8 +43,8 @@ def final_file(run_dir: Path) -> Path | None:
 
 def deliver_final_model(grid, strategy, *, run_dir: Path, sites: list[str], timeout: float) -> dict:
     """Send the final model, then the card (written here), to every connected node; returns results'
-    ``final_model``. ``strategy`` names the nodes (``server.strategy.ObjectiveRounds``): its
-    ``node_names``, ``privacy_statements``, and its readers of a reply's site name and error."""
+    ``final_model``. ``strategy`` names the nodes (``server.strategy.ObjectiveRounds``: its ``node_names``
+    and its readers of a reply's site name and error); ``sites``: every site the run knows by name."""
     started = time.perf_counter()
     path = final_file(run_dir)
     if path is None:
@@ -57,17 +57,18 @@ def deliver_final_model(grid, strategy, *, run_dir: Path, sites: list[str], time
                           "config": ConfigRecord({"sha256": digest, "file": path.name, "bytes": len(data)})})
     del data
     answers = _exchange(grid, strategy, nodes, content, f"query.{MODEL_ACTION}", timeout)
+    known = read_results(run_dir).get("privacy") or {}  # the statements the sites sent with their evaluations
     per_site, statements = {}, {}
     for name, (node, reply) in answers.items():
         per_site[name] = {"model": _kept(reply, digest)}
         statement = None if isinstance(reply, str) else site_statement(
             reply.content.config_records.get(PRIVACY_STATEMENT))
-        if statement is not None and name not in strategy.privacy_statements:
+        if statement is not None and name not in known:
             statements[name] = {**statement, "reported_in": "final model delivery"}
     for name in sites:  # known from the rounds, not connected now: the card still goes out without them
         per_site.setdefault(name, {"model": "not connected when the run ended"})
     if statements:
-        update_results(run_dir, privacy={**strategy.privacy_statements, **statements})
+        update_results(run_dir, privacy={**known, **statements})
     write_model_card(run_dir)
     holders = {node: name for name, (node, _) in answers.items() if per_site[name]["model"] == "kept"}
     card = RecordDict({"config": ConfigRecord({"card-md": (run_dir / CARD_MD).read_text(encoding="utf-8"),

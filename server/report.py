@@ -223,6 +223,22 @@ def dp_cost_section(results: dict) -> list[str]:
             + " | ".join(_f(bleu_of(results['final'], lang)) for lang in langs) + " |"]
 
 
+def final_model_section(results: dict) -> list[str]:
+    """A deployment: which sites kept the final model and its card (``server.final_model``)."""
+    delivery = results.get("final_model")
+    if not delivery:
+        return []
+    lines = ["", "## The final model at the sites", ""]
+    if not delivery.get("file"):
+        return lines + [f"Not delivered: {delivery.get('status', 'no model file')}."]
+    lines += [f"`{delivery['file']}` (sha256 `{delivery['sha256']}`) was sent to every connected site at the end of "
+              "the run; a site keeps it in `<state_dir>/model/` with `model.sha256` and the model card "
+              "(`MODEL_CARD.md` here).", "", "| site | model | card |", "|---|---|---|"]
+    lines += [f"| {site} | {s.get('model', '—')} | {s.get('card', '—')} |"
+              for site, s in sorted(delivery.get("sites", {}).items())]
+    return lines
+
+
 def _model_lines(cfg: dict) -> list[str]:
     """Where the model came from and what the sites sent, when not the defaults."""
     said = []
@@ -288,7 +304,7 @@ def write_report(run_dir: Path) -> Path:
         lines.append(f"| {r['round']} | {r['objective']} | {_f(r['auc_macro'])} | {val} | "
                      f"{_f(r.get('seconds'), 1)} | {cells} |")
     lines += (screening_section(results) + privacy_section(results) + site_dp_section(results)
-              + dp_cost_section(results))
+              + dp_cost_section(results) + final_model_section(results))
     evals = [(r["round"], r["site_eval"]) for r in results["rounds"] if r.get("site_eval")]
     if evals:
         lines += ["", "## Client-side evaluation (each site, its own test patients, its language)", "",

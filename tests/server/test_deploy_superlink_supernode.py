@@ -5,6 +5,7 @@ is stopped by PID (its whole process group) when the module ends, pass or fail.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -155,6 +156,19 @@ def _federation(env, tag: str, *run_args: str, dp: bool) -> dict:
         assert folder.stat().st_mode & 0o777 == 0o700
         assert not [p for p in folder.rglob("*") if not p.is_symlink() and p.stat().st_mode & 0o077]
     assert not [p for p in (env["root"] / f"run-{tag}").rglob("*") if p.stat().st_mode & 0o077]
+    # Each site keeps the final model (the server's file, byte for byte), its sha256 and the model card in
+    # its own state dir; site-x never ran the bundle and is recorded as such.
+    run_dir = env["root"] / f"run-{tag}"
+    digest = hashlib.sha256((run_dir / "model.safetensors").read_bytes()).hexdigest()
+    for name in SITES:
+        kept = env["root"] / "site-state" / name / str(dp) / "model"
+        assert hashlib.sha256((kept / "model.safetensors").read_bytes()).hexdigest() == digest
+        assert (kept / "model.sha256").read_text().split()[0] == digest
+        assert (kept / "MODEL_CARD.md").read_text() == (run_dir / "MODEL_CARD.md").read_text()
+        assert doc["final_model"]["sites"][name] == {"model": "kept", "card": "kept"}
+    assert doc["final_model"]["sha256"] == digest and doc["final_model"]["sites"]["site-x"]["model"].startswith("error")
+    card = json.loads((run_dir / "model_card.json").read_text())
+    assert card["model"]["use_sha256"] == digest and set(card["privacy"]["sites"]) == {*SITES, "site-x"}
     return doc
 
 
@@ -168,9 +182,18 @@ def test_three_sites_two_rounds_with_secagg_and_dp_at_every_site(consortium):
     for name in SITES:  # each site's ledger, at the site, written before its updates left
         ledger = consortium["root"] / "site-state" / name / "True" / "ledger.jsonl"
         assert m3fed("privacy", "verify", "--ledger", str(ledger)).returncode == 0
+    # Every site's privacy line in the card has its ε and δ, the text-only site-3's too (never asked to
+    # evaluate: its statement came back with the final model)
+    card = json.loads((consortium["root"] / "run-secagg-dp" / "model_card.json").read_text())
+    for name in SITES:
+        line = card["privacy"]["sites"][name]
+        assert line["dp"] and line["delta"] == 1e-5 and 0 < line["epsilon"] <= 50, (name, line)
+    assert card["privacy"]["secagg"] is True
 
 
 @pytest.mark.slow  # the same federation without SecAgg+ and DP (~3 min more)
 def test_three_sites_two_rounds_plain(consortium):
     doc = _federation(consortium, "plain", dp=False)
     assert all(r["sites"]["site-1"]["epsilon"] is None for r in doc["rounds"])
+    card = json.loads((consortium["root"] / "run-plain" / "model_card.json").read_text())
+    assert [card["privacy"]["sites"][name]["line"] for name in SITES] == ["no DP"] * 3
