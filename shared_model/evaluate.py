@@ -8,6 +8,7 @@ import torch
 
 from shared_model.device import autocast
 from shared_model.findings import prompt_pair
+from shared_model.generation import GenerationSettings
 from shared_model.lm import project_onto_bank
 from shared_model.model import M3FM
 from shared_model.text_metrics import score_reports
@@ -91,16 +92,22 @@ def zero_shot_auc(model: M3FM, image_emb: torch.Tensor, labels: dict[str, np.nda
 
 @torch.no_grad()
 def generate_reports(model: M3FM, image_emb: torch.Tensor, bank: torch.Tensor, language: str,
-                     device: torch.device, *, num_beams: int = 1, batch_size: int = 64) -> list[str]:
-    """Image embedding -> bank projection -> decoder started with the language token."""
+                     device: torch.device, *, num_beams: int = 1, settings: GenerationSettings | None = None,
+                     batch_size: int = 64) -> list[str]:
+    """Image embedding -> bank projection -> decoder started with the language token.
+
+    ``settings`` (default: ``GenerationSettings(num_beams=num_beams)``) say how to decode; the
+    defaults keep a report from repeating itself (``shared_model.generation``).
+    """
     model.eval()
+    options = (settings or GenerationSettings(num_beams=num_beams)).options(language)
     tok, texts = model.tokenizer, []
     bank = bank.to(device)
     for start in range(0, len(image_emb), batch_size):
         condition = project_onto_bank(image_emb[start:start + batch_size].to(device), bank)
         start_ids = torch.full((len(condition),), tok.lang_ids[language], dtype=torch.long, device=device)
         with autocast(device):
-            out = model.lm.generate(condition, start_ids, num_beams=num_beams)
+            out = model.lm.generate(condition, start_ids, **options)
         texts.extend(tok.decode(row.tolist()[1:]) for row in out.cpu())
     return texts
 
@@ -113,7 +120,8 @@ def report_metrics(references: list[str], hypotheses: list[str], language: str) 
 def evaluate_model(model: M3FM, *, images: torch.Tensor, labels: dict[str, np.ndarray],
                    references: dict[str, tuple[list[int], list[str]]], bank_texts: list[str],
                    device: torch.device, num_beams: int = 1, languages: tuple[str, ...] = PROMPT_LANGUAGES,
-                   reports: bool = True, groups: dict[str, set[int]] | None = None) -> dict:
+                   reports: bool = True, groups: dict[str, set[int]] | None = None,
+                   generation: GenerationSettings | None = None) -> dict:
     """The ``final`` block of results.json.
 
     ``images`` are the distinct test images (uint8), ``labels`` their CheXpert values per finding,
@@ -121,6 +129,7 @@ def evaluate_model(model: M3FM, *, images: torch.Tensor, labels: dict[str, np.nd
     images through the memory bank of ``bank_texts`` (training reports) in every language.
     ``reports=False`` skips generation (AUC only: the cheap per-round check). ``groups`` names
     subsets of image rows (e.g. the test patients of each site) scored separately per language.
+    ``generation`` decodes the reports (default: the standard settings with ``num_beams``).
     """
     image_emb = embed_images(model, images, device)
     result = zero_shot_auc(model, image_emb, labels, languages, device)
@@ -132,7 +141,7 @@ def evaluate_model(model: M3FM, *, images: torch.Tensor, labels: dict[str, np.nd
     for lang, (rows, refs) in references.items():
         if not rows:
             continue
-        hyps = generate_reports(model, image_emb[rows], bank, lang, device, num_beams=num_beams)
+        hyps = generate_reports(model, image_emb[rows], bank, lang, device, num_beams=num_beams, settings=generation)
         scores = report_metrics(refs, hyps, lang)
         result["bleu"][lang], result["rougeL"][lang] = scores["bleu"], scores["rougeL"]
         result["examples"][lang] = [{"reference": r, "generated": h} for r, h in list(zip(refs, hyps))[:3]]

@@ -78,13 +78,25 @@ class MultiMedLM(nn.Module):
 
     @torch.no_grad()
     def generate(self, condition: torch.Tensor, start_ids: torch.Tensor, *, num_beams: int = 1,
-                 max_len: int | None = None) -> torch.Tensor:
-        """Greedy (num_beams=1) or beam decoding from ``start_ids`` (B,) language tokens."""
+                 max_len: int | None = None, max_new_tokens: int = 0, no_repeat_ngram_size: int = 0,
+                 repetition_penalty: float = 1.0, length_penalty: float = 1.0) -> torch.Tensor:
+        """Greedy (num_beams=1) or beam decoding from ``start_ids`` (B,) language tokens.
+
+        The rest are transformers' own generation options (``shared_model.generation`` chooses
+        them per language); the defaults are plain decoding. The output is at most ``max_len``
+        (default the model's ``max_report_len``) tokens, the language token included.
+        """
         enc = self._encoder_kwargs(condition)
+        limit = max_len or self.cfg.max_report_len
+        if max_new_tokens:
+            limit = min(limit, max_new_tokens + 1)
         return self.seq2seq.generate(
             inputs_embeds=enc["inputs_embeds"], attention_mask=enc["attention_mask"],
             decoder_start_token_id=start_ids, num_beams=num_beams, do_sample=False,
-            max_length=max_len or self.cfg.max_report_len, early_stopping=num_beams > 1)
+            max_length=limit, early_stopping=num_beams > 1,
+            no_repeat_ngram_size=no_repeat_ngram_size or None,
+            repetition_penalty=None if repetition_penalty == 1.0 else repetition_penalty,
+            length_penalty=length_penalty if num_beams > 1 else None)
 
 
 def project_onto_bank(image_embeddings: torch.Tensor, bank: torch.Tensor, *, temperature: float = 0.01

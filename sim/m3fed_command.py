@@ -15,9 +15,12 @@ from pathlib import Path
 from client.admin.data_cli import add_data_commands
 from client.admin.site_cli import add_site_commands
 from client.errors import DataError
+from client.finetune.cli import add_finetune_command
+from client.inference.cli import add_inference_commands
 from privacy.cli import add_privacy_commands
 from privacy.policy import PolicyError
 from server.cli import add_server_commands
+from server.model_card import add_card_command
 from shared_model.errors import CheckpointError
 
 
@@ -99,7 +102,8 @@ def _sim(args: argparse.Namespace) -> int:
                             poison_sites=args.poison_sites, poison=args.poison, preset=args.preset,
                             device=args.device, cpus_per_site=args.cpus_per_site, gpus_per_site=args.gpus_per_site,
                             max_records_per_site=args.max_records_per_site, ray_address=args.ray_address,
-                            image_cache=args.image_cache or "", workers=args.workers)
+                            image_cache=args.image_cache or "", workers=args.workers,
+                            personalise=args.personalise)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         from client.data.store_build import check_store
@@ -134,6 +138,10 @@ def _print_comparison(console, results: dict) -> None:
                       fmt(m.get("seconds"), 0))
     console.print(table)
     console.print("federated " + selection_line(results.get("selected"), unit="round"))
+    if results.get("personalised"):
+        from client.finetune.summary import print_personalised
+
+        print_personalised(console, results["personalised"])
     if results.get("early_stopped"):
         console.print(f"early stopping: {results['early_stopped']}")
     if results.get("stopped"):
@@ -166,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_privacy_commands(sub)
     add_server_commands(sub)
     add_site_commands(sub)
+    add_finetune_command(sub)
+    add_card_command(sub)
+    add_inference_commands(sub)
 
     defaults = CentralConfig(data="", out="")
     p = sub.add_parser("central", help="pooled baseline: train both objectives on pooled data")
@@ -216,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--client-eval-every", type=int, default=sim_defaults.client_eval_every,
                    help="sites evaluate locally every N rounds (0: final round only)")
     p.add_argument("--no-compare", action="store_true", help="skip the pooled and single-site baselines")
+    p.add_argument("--personalise", action="store_true",
+                   help="after the federation each image site fine-tunes the global model on its own training "
+                        "records (m3fed finetune); its AUC is reported beside the global model's on its test patients")
     p.add_argument("--dp", metavar="POLICY.yaml",
                    help="DP-SGD at every site under this privacy policy (ledger per site; with comparison, "
                         "the same federation without DP is also run to show the accuracy cost)")
