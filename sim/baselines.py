@@ -16,7 +16,7 @@ from client.data.dataset import Examples, decode
 from client.data.image_store import decode_stored
 from client.data.sources import load_records
 from client.data.sources.records import DataReport
-from shared_model.checkpoint import ModelSource
+from shared_model.checkpoint import ModelSource, save_checkpoint
 from shared_model.config import ModelConfig
 from shared_model.evaluate import auc_per_finding, macro
 from shared_model.kept_state import InMemory
@@ -25,6 +25,10 @@ from shared_model.objectives import TrainConfig
 from shared_model.schedule import OBJECTIVES, local_epochs_for, objective_for, objective_progress
 from shared_model.selection import SelectionConfig, Selector, schedule_stages
 from sim.significance import paired_auc_difference
+
+
+# The best single site's selected weights (adapters folded in), relative to the run directory.
+BEST_SINGLE_SITE = "baselines/best-single-site.safetensors"
 
 
 def site_manifests(run_dir: Path, sites: list[str]) -> dict[str, Path]:
@@ -113,7 +117,7 @@ def run_baselines(*, run_dir: Path, sites: list[dict], model_cfg: ModelConfig, e
     pooled = {"auc_macro": final["auc_macro"], "bleu": {k: v["bleu4"] for k, v in final["bleu"].items()},
               "seconds": seconds, **_selected(model)}
     scores = {"pooled": evaluation.finding_scores(model, device)}
-    single = {}
+    single, best_model = {}, None
     for site in sites:
         if site["text_only"]:
             continue  # no images: no zero-shot diagnosis to compare
@@ -122,8 +126,14 @@ def run_baselines(*, run_dir: Path, sites: list[dict], model_cfg: ModelConfig, e
         scores[site["name"]] = evaluation.finding_scores(model, device)
         single[site["name"]] = {"auc_macro": macro(auc_per_finding(scores[site["name"]], evaluation.inputs["labels"])),
                                 "bleu": None, "seconds": seconds, **_selected(model)}
+        if max(single, key=lambda name: single[name]["auc_macro"]) == site["name"]:
+            best_model = model  # only the best so far is kept: one model in memory, whatever the site count
     best = max(single, key=lambda name: single[name]["auc_macro"]) if single else None
     result = {"pooled": pooled, "single_sites": single, "best_single_site": best}
+    if best_model is not None:  # what `m3fed finetune --model` starts from in the label-efficiency comparison
+        save_checkpoint(run_dir / BEST_SINGLE_SITE, source.merged(best_model.cpu()),
+                        extra={"baseline": "best_single_site", "site": best})
+        result["best_single_site_model"] = BEST_SINGLE_SITE
     if federated is not None:
         fed, labels = evaluation.finding_scores(federated, device), evaluation.inputs["labels"]
         result["auc_difference"] = {

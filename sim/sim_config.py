@@ -79,6 +79,9 @@ class SimConfig:
     # Model selection on the validate split, the same rule for the federation and its baselines.
     select: str = Run.select
     patience: int = Run.patience
+    # After the federation, each image site fine-tunes the global model on its own training records
+    # (client.finetune.personalise) and reports it beside the global model on its own test patients.
+    personalise: bool = False
 
     def __post_init__(self) -> None:
         parse_partition(self.partition)
