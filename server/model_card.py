@@ -137,6 +137,8 @@ def sites(run_dir: Path, results: dict, kind: str, *, upto: int | None = None) -
                  "modalities": sorted(report.get("by_modality") or {}), "images": bool(report.get("images")),
                  "counted_from": "the pooled dataset's data report"}]
     names = list(results.get("sites") or [])
+    if not names and kind == "simulation":  # a run that ended before its results named them
+        names = json.loads((run_dir / "sites.json").read_text(encoding="utf-8")).get("sites", [])
     declared = results.get("declarations") or {}
     tested = (results.get("final") or {}).get("site_eval") or {}
     out = []

@@ -82,3 +82,15 @@ def test_pooled_run_keeps_and_reports_its_best_validation_epoch(tmp_path):
     tested = evaluate_model(model, **evaluation_inputs(test, DEFAULT_EVAL_LABELS), bank_texts=["x"],
                             device=torch.device("cpu"), reports=False)
     assert tested["auc_macro"] == pytest.approx(doc["final"]["auc_macro"], abs=1e-6)
+
+
+def test_the_pooled_run_writes_its_model_card(central_run):
+    import hashlib
+
+    card = json.loads((central_run / "model_card.json").read_text(encoding="utf-8"))
+    doc = json.loads((central_run / "results.json").read_text(encoding="utf-8"))
+    assert card["run"]["kind"] == "pooled" and card["sites"][0]["patients"] == doc["data_report"]["patients"]
+    assert card["sites"][0]["records"] == doc["data_report"]["by_split"]["train"]
+    assert card["model"]["use_sha256"] == hashlib.sha256((central_run / "model.safetensors").read_bytes()).hexdigest()
+    assert card["privacy"]["sites"]["pooled"]["dp"] is False
+    assert "no DP" in (central_run / "MODEL_CARD.md").read_text(encoding="utf-8")

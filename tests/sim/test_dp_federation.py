@@ -91,3 +91,14 @@ def test_dp_sites_under_secagg_train_account_and_refuse_as_without_it(tmp_path):
     for site in ("site-1", "site-2", "site-3"):
         ledger = tmp_path / "run" / "sites" / site / "ledger.jsonl"
         assert verify_ledger(ledger) == [] and Ledger(ledger).epsilon() <= 4.0
+
+
+def test_the_model_card_states_each_sites_epsilon_and_delta(dp_run):
+    card = json.loads((dp_run / "model_card.json").read_text(encoding="utf-8"))
+    text = (dp_run / "MODEL_CARD.md").read_text(encoding="utf-8")
+    doc = json.loads((dp_run / "results.json").read_text(encoding="utf-8"))
+    for site in ("site-1", "site-2", "site-3"):
+        line = card["privacy"]["sites"][site]
+        assert line["dp"] and line["delta"] == 1e-3 and line["epsilon"] == doc["privacy"][site]["epsilon"]
+        assert f"ε {line['epsilon']:.3f}, δ 0.001 (record-level DP-SGD, prv accountant, ledger verified" in text
+    assert "no DP" not in text

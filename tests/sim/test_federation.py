@@ -191,3 +191,25 @@ def test_secagg_run_trains_the_same_model_as_the_plain_run(federated_run, fed_da
     worst = max(float((secure[k].float() - plain[k].float()).abs().max()) for k in plain)
     moved = max(float((plain[k].float() - initial[k].float()).abs().max()) for k in plain)
     assert worst < 1e-3 < moved, (worst, moved)
+
+
+def test_the_model_card_lists_each_site_its_counts_no_dp_and_the_intervals(federated_run):
+    import hashlib
+
+    card = json.loads((federated_run / "model_card.json").read_text(encoding="utf-8"))
+    text = (federated_run / "MODEL_CARD.md").read_text(encoding="utf-8")
+    doc = json.loads((federated_run / "results.json").read_text(encoding="utf-8"))
+    sites = {s["name"]: s for s in card["sites"]}
+    assert set(sites) == {"site-1", "site-2", "site-3"}
+    for name, site in sites.items():  # training records as partitioned; patients counted at the site's manifest
+        assert site["records"] == doc["site_records"][name] and site["patients"] > 0
+        assert f"| {name} | {site['records']} | {site['test_records']} | {site['patients']} |" in text
+        assert card["privacy"]["sites"][name]["line"] == "no DP"
+    assert sites["site-2"]["languages"] == ["zh"] and sites["site-3"]["modalities"] == []
+    weights = federated_run / "model.safetensors"
+    assert card["model"]["use_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert len(card["metrics"]["intervals"]) == 2 and "95% interval" in text and "Not a medical device" in text
+    # Each virtual site holds the hash of the run's model, not a copy of it
+    for name in sites:
+        assert (federated_run / "sites" / name / "model" / "model.sha256").read_text().split()[0] == \
+            card["model"]["use_sha256"]
