@@ -8,7 +8,7 @@ import torch
 
 from shared_model.device import autocast
 from shared_model.findings import prompt_pair
-from shared_model.generation import GenerationSettings
+from shared_model.generation import GenerationSettings, other_language_tokens, tidy_report
 from shared_model.lm import project_onto_bank
 from shared_model.model import M3FM
 from shared_model.text_metrics import score_reports
@@ -100,15 +100,21 @@ def generate_reports(model: M3FM, image_emb: torch.Tensor, bank: torch.Tensor, l
     defaults keep a report from repeating itself (``shared_model.generation``).
     """
     model.eval()
-    options = (settings or GenerationSettings(num_beams=num_beams)).options(language)
+    settings = settings or GenerationSettings(num_beams=num_beams)
     tok, texts = model.tokenizer, []
+    options = settings.options(language)
+    if settings.keep_language:
+        options["suppress_tokens"] = other_language_tokens(tok, language)
     bank = bank.to(device)
     for start in range(0, len(image_emb), batch_size):
         condition = project_onto_bank(image_emb[start:start + batch_size].to(device), bank)
         start_ids = torch.full((len(condition),), tok.lang_ids[language], dtype=torch.long, device=device)
         with autocast(device):
             out = model.lm.generate(condition, start_ids, **options)
-        texts.extend(tok.decode(row.tolist()[1:]) for row in out.cpu())
+        for row in out.cpu().tolist():
+            text = tok.decode(row[1:])
+            # No end token: the decoder stopped at the length limit, mid-sentence or not.
+            texts.append(tidy_report(text, language, cut_at_limit=tok.eos_id not in row) if settings.tidy else text)
     return texts
 
 

@@ -9,11 +9,23 @@ pieces (a sentence is ~5-10 tokens), Chinese one token per character (a sentence
 characters, and short phrases such as "未见" or "少量胸腔积液" legitimately recur). Too small an n
 blocks those phrases; too large lets short sentences repeat. BENCHMARKS.md ("Reports that read
 like reports") has the measurements behind the defaults.
+
+Blocking takes away the loop a weak decoder would fall into, and such a decoder then wanders
+into the other language ("未见气胸。未 is a small right lower lobe"). ``keep_language`` closes that
+door with transformers' ``suppress_tokens``: an English report gets no Chinese character, a
+Chinese report no English word (a token of four or more Latin letters; abbreviations such as
+CT, MRI or mm stay possible).
+
+``tidy`` then edits the text: a sentence shorter than the n-gram (a one-word "there." twice) can
+still repeat, and a report that reached the length limit ends mid-sentence; the repeat and the
+unfinished tail are dropped.
 """
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 
 @dataclass(frozen=True)
@@ -21,11 +33,15 @@ class GenerationSettings:
     """Decoding of generated reports (greedy when ``num_beams`` is 1); 0 turns an n-gram block off."""
 
     num_beams: int = 1
-    no_repeat_ngram_en: int = 3  # word pieces (see the module docstring and BENCHMARKS.md)
+    no_repeat_ngram_en: int = 4  # word pieces (see the module docstring and BENCHMARKS.md)
     no_repeat_ngram_zh: int = 4  # characters
     repetition_penalty: float = 1.0  # 1.0: off; >1 lowers every token already written
-    length_penalty: float = 1.0  # beam search only: score / length**p (>0 favours longer reports)
+    # Beam search only: a beam's score is its log-probability / length**p, so a larger p favours longer
+    # reports; at transformers' 1.0 blocked beams ended early (BENCHMARKS.md: 2.0 scored better in both languages).
+    length_penalty: float = 2.0
     max_new_tokens: int = 0  # 0: up to the model's max_report_len
+    keep_language: bool = True  # suppress the other language's tokens (module docstring)
+    tidy: bool = True  # drop repeated sentences and the unfinished tail of a report cut at the limit
 
     def __post_init__(self) -> None:
         if self.num_beams < 1:
@@ -52,6 +68,51 @@ class GenerationSettings:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, values: dict) -> "GenerationSettings":
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown generation settings: {', '.join(unknown)}")
+        return cls(**values)
+
 
 # What generation did before these settings: plain greedy / beam decoding to the length limit.
-UNCONSTRAINED = GenerationSettings(no_repeat_ngram_en=0, no_repeat_ngram_zh=0)
+UNCONSTRAINED = GenerationSettings(no_repeat_ngram_en=0, no_repeat_ngram_zh=0, keep_language=False, tidy=False)
+
+SENTENCE_END = {"en": ".", "zh": "。"}
+
+
+def sentences(text: str, language: str) -> list[str]:
+    """``text`` cut after each sentence end (EN '.', ZH '。'); the last piece may lack one."""
+    end = SENTENCE_END[language]
+    return [s for s in re.findall(rf"[^{end}]*{re.escape(end)}|[^{end}]+$", text) if s.strip()]
+
+
+def tidy_report(text: str, language: str, *, cut_at_limit: bool) -> str:
+    """``text`` without sentences that repeat an earlier one (case and spacing aside) and, when the
+    decoder stopped at the length limit (``cut_at_limit``), without its unfinished last sentence."""
+    kept, seen = [], set()
+    pieces = sentences(text, language)
+    if cut_at_limit and pieces and not pieces[-1].rstrip().endswith(SENTENCE_END[language]):
+        pieces = pieces[:-1]
+    for piece in pieces:
+        key = " ".join(piece.lower().replace(SENTENCE_END[language], " ").split())
+        if key not in seen:
+            seen.add(key)
+            kept.append(piece.strip())
+    return (" " if language == "en" else "").join(kept)
+
+
+_CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
+_LATIN_WORD = re.compile(r"[A-Za-z]{4,}")
+
+
+def other_language_tokens(tokenizer, language: str) -> list[int]:
+    """Token ids a report in ``language`` never holds: CJK for English, English words for Chinese."""
+    return list(_other_language_tokens(tokenizer, tokenizer.sha256, language))
+
+
+@lru_cache(maxsize=8)
+def _other_language_tokens(tokenizer, _sha256: str, language: str) -> tuple[int, ...]:
+    foreign = {"en": _CJK, "zh": _LATIN_WORD}[language]
+    return tuple(i for i in range(tokenizer.vocab_size) if foreign.search(tokenizer.decode([i])))

@@ -79,7 +79,8 @@ class MultiMedLM(nn.Module):
     @torch.no_grad()
     def generate(self, condition: torch.Tensor, start_ids: torch.Tensor, *, num_beams: int = 1,
                  max_len: int | None = None, max_new_tokens: int = 0, no_repeat_ngram_size: int = 0,
-                 repetition_penalty: float = 1.0, length_penalty: float = 1.0) -> torch.Tensor:
+                 repetition_penalty: float = 1.0, length_penalty: float = 1.0,
+                 suppress_tokens: list[int] | None = None) -> torch.Tensor:
         """Greedy (num_beams=1) or beam decoding from ``start_ids`` (B,) language tokens.
 
         The rest are transformers' own generation options (``shared_model.generation`` chooses
@@ -96,7 +97,7 @@ class MultiMedLM(nn.Module):
             max_length=limit, early_stopping=num_beams > 1,
             no_repeat_ngram_size=no_repeat_ngram_size or None,
             repetition_penalty=None if repetition_penalty == 1.0 else repetition_penalty,
-            length_penalty=length_penalty if num_beams > 1 else None)
+            length_penalty=length_penalty if num_beams > 1 else None, suppress_tokens=suppress_tokens or None)
 
 
 def project_onto_bank(image_embeddings: torch.Tensor, bank: torch.Tensor, *, temperature: float = 0.01

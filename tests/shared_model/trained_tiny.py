@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-PATIENTS, SEED = 40, 7
+PATIENTS, SEED = 30, 7
 
 
 @lru_cache(maxsize=1)
@@ -37,7 +37,7 @@ def trained_tiny() -> tuple[Path, Path]:
     model = build_model(cfg)
     device, gen = torch.device("cpu"), torch.Generator().manual_seed(0)
     t = TrainConfig(batch_size=32, lm_batch_size=16, lr=2e-3, lm_lr=3e-3)
-    epochs = {"contrastive": 6, "lm": 6}
+    epochs = {"contrastive": 5, "lm": 5}
     clip_opt, lm_opt = make_optimizer(model.clip.parameters(), t.lr, t.weight_decay), \
         make_optimizer(model.lm.parameters(), t.lm_lr, t.weight_decay)
     clip_sched = one_cycle(clip_opt, epochs["contrastive"] * math.ceil(int((train.image_index >= 0).sum()) / 32))
