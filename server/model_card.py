@@ -220,11 +220,13 @@ def _statement_line(s: dict) -> dict:
         return {"dp": True, "epsilon": None, "delta": s.get("delta"), "verified": False,
                 "line": f"DP policy, but its ledger did not verify: {problems[:200]}"}
     unit = s.get("unit") or "record"
-    line = (f"ε {s['epsilon']:.3f}, δ {s.get('delta'):g} ({unit}-level DP-SGD, {s.get('accountant', '?')} "
-            f"accountant, ledger verified" + (f"; target ε {s['target_epsilon']:g}" if _finite(s.get("target_epsilon"))
-                                              else "") + ")")
+    delta = f"δ {s['delta']:g}" if _finite(s.get("delta")) else "δ not stated"
+    verified = s.get("verified") is True  # the site replayed and checked its ledger
+    line = (f"ε {s['epsilon']:.3f}, {delta} ({unit}-level DP-SGD, {s.get('accountant', '?')} accountant, "
+            f"ledger {'verified' if verified else 'verification not stated'}"
+            + (f"; target ε {s['target_epsilon']:g}" if _finite(s.get("target_epsilon")) else "") + ")")
     return {"dp": True, "epsilon": s["epsilon"], "delta": s.get("delta"), "unit": unit,
-            "accountant": s.get("accountant"), "target_epsilon": s.get("target_epsilon"), "verified": True,
+            "accountant": s.get("accountant"), "target_epsilon": s.get("target_epsilon"), "verified": verified,
             "line": line}
 
 
