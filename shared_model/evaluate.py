@@ -113,8 +113,7 @@ def generate_reports(model: M3FM, image_emb: torch.Tensor, bank: torch.Tensor, l
             out = model.lm.generate(condition, start_ids, **options)
         for row in out.cpu().tolist():
             text = tok.decode(row[1:])
-            # No end token: the decoder stopped at the length limit, mid-sentence or not.
-            texts.append(tidy_report(text, language, cut_at_limit=tok.eos_id not in row) if settings.tidy else text)
+            texts.append(tidy_report(text, language) if settings.tidy else text)
     return texts
 
 

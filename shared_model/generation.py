@@ -17,8 +17,8 @@ Chinese report no English word (a token of four or more Latin letters; abbreviat
 CT, MRI or mm stay possible).
 
 ``tidy`` then edits the text: a sentence shorter than the n-gram (a one-word "there." twice) can
-still repeat, and a report that reached the length limit ends mid-sentence; the repeat and the
-unfinished tail are dropped.
+still repeat, and a report that reached the length limit (or a weak decoder's early end) stops
+mid-sentence; the repeat and the unfinished tail are dropped.
 """
 from __future__ import annotations
 
@@ -77,7 +77,8 @@ class GenerationSettings:
 
 
 # What generation did before these settings: plain greedy / beam decoding to the length limit.
-UNCONSTRAINED = GenerationSettings(no_repeat_ngram_en=0, no_repeat_ngram_zh=0, keep_language=False, tidy=False)
+UNCONSTRAINED = GenerationSettings(no_repeat_ngram_en=0, no_repeat_ngram_zh=0, length_penalty=1.0, keep_language=False,
+                                  tidy=False)
 
 SENTENCE_END = {"en": ".", "zh": "。"}
 
@@ -88,15 +89,17 @@ def sentences(text: str, language: str) -> list[str]:
     return [s for s in re.findall(rf"[^{end}]*{re.escape(end)}|[^{end}]+$", text) if s.strip()]
 
 
-def tidy_report(text: str, language: str, *, cut_at_limit: bool) -> str:
-    """``text`` without sentences that repeat an earlier one (case and spacing aside) and, when the
-    decoder stopped at the length limit (``cut_at_limit``), without its unfinished last sentence."""
-    kept, seen = [], set()
+def tidy_report(text: str, language: str) -> str:
+    """``text`` without sentences that repeat an earlier one (case and spacing aside) and without an
+    unfinished last sentence (no sentence end) when a finished one precedes it: the decoder stopped
+    mid-sentence, at the length limit or by ending early."""
+    end = SENTENCE_END[language]
     pieces = sentences(text, language)
-    if cut_at_limit and pieces and not pieces[-1].rstrip().endswith(SENTENCE_END[language]):
+    if len(pieces) > 1 and not pieces[-1].rstrip().endswith(end):
         pieces = pieces[:-1]
+    kept, seen = [], set()
     for piece in pieces:
-        key = " ".join(piece.lower().replace(SENTENCE_END[language], " ").split())
+        key = " ".join(piece.lower().replace(end, " ").split())
         if key not in seen:
             seen.add(key)
             kept.append(piece.strip())

@@ -46,7 +46,7 @@ def _device(name: str):
     try:
         return resolve_device(name)
     except (ValueError, RuntimeError) as exc:
-        raise DataError("--device", str(exc)) from None
+        raise DataError("--device", str(exc).removeprefix(f"--device {name}: ")) from None
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -70,6 +70,9 @@ def _predict(args: argparse.Namespace) -> int:
         console.print(f"model: {loaded.path} (weights sha256 {loaded.weights_sha256[:12]}…)", highlight=False,
                       soft_wrap=True)
         console.print(f"bank: {bank.describe()}", highlight=False, soft_wrap=True)
+        console.print("zero-shot score: the image's similarity to a finding's positive prompt minus its negative "
+                      "prompt (EN and ZH prompts averaged); above 0 leans positive; it ranks images, it is not a "
+                      "probability", highlight=False, soft_wrap=True)
     failed = 0
     for answer in predict_files(loaded, bank, args.files, cfg, device):
         failed += "error" in answer
@@ -91,7 +94,7 @@ def _print_answer(console: Console, answer: dict) -> None:
         table.add_row(name, f"{score:+.3f}", style="bold" if score > 0 else None)
     console.print(table)
     for lang, text in answer["reports"].items():
-        console.print(f"[bold]report ({lang}):[/] {text or '(empty)'}", highlight=False)
+        console.print(f"[bold]report ({lang}):[/] {text or '(empty)'}", highlight=False, soft_wrap=True)
     console.print()
 
 

@@ -150,17 +150,40 @@ def test_user_mistakes_end_with_one_error_line(case, run_dir, tmp_path, capsys):
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_a_model_with_adapters_is_merged_on_load_and_keeps_its_hash(tmp_path):
-    from client.inference.model_files import load_inference_model, weights_sha256
+def test_a_model_with_adapters_is_merged_on_load(tmp_path):
+    import hashlib
+
+    from client.inference.model_files import load_inference_model
     from shared_model.adapters import AdapterSpec, add_adapters
     from shared_model.checkpoint import save_checkpoint
     from shared_model.config import get_preset
     from shared_model.model import build_model
 
     torch.manual_seed(0)
-    plain = build_model(get_preset("tiny"))
+    plain = build_model(get_preset("tiny")).state_dict()
     torch.manual_seed(0)
     adapted = add_adapters(build_model(get_preset("tiny")), AdapterSpec(2))  # B = 0: merging changes nothing
     save_checkpoint(tmp_path / "model.safetensors", adapted)
     loaded = load_inference_model(tmp_path, torch.device("cpu"))
-    assert loaded.model.adapter is None and loaded.weights_sha256 == weights_sha256(plain)
+    merged = loaded.model.state_dict()
+    assert loaded.model.adapter is None and set(merged) == set(plain)
+    assert all(torch.equal(merged[k], plain[k]) for k in plain)
+    assert loaded.weights_sha256 == hashlib.sha256((tmp_path / "model.safetensors").read_bytes()).hexdigest()
+
+
+def test_a_sites_model_folder_is_found_through_its_hash_file_and_checked(run_dir, tmp_path, capsys):
+    """A simulated site's model/ holds only model.sha256 naming the run's model (client.app.final_model)."""
+    import hashlib
+
+    from client.inference.model_files import load_inference_model
+
+    folder = tmp_path / "sites" / "site-1" / "model"
+    folder.mkdir(parents=True)
+    target = Path("..", "..", "..", "model.safetensors")
+    shutil.copy(run_dir / "model.safetensors", tmp_path / "model.safetensors")
+    digest = hashlib.sha256((tmp_path / "model.safetensors").read_bytes()).hexdigest()
+    (folder / "model.sha256").write_text(f"{digest}  {target}\n")
+    assert load_inference_model(folder, torch.device("cpu")).weights_sha256 == digest
+    (folder / "model.sha256").write_text(f"{'0' * 64}  {target}\n")
+    assert main(["predict", "--model", str(folder), "x.png"]) == 2
+    assert "changed since it was delivered" in capsys.readouterr().err
