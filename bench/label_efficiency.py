@@ -31,8 +31,12 @@ from sim.baselines import BEST_SINGLE_SITE
 from sim.simulate import SimConfig, run_simulation
 from sim.synth import generate
 
-ARMS = (("federated", "federated", "top"), ("best single site", "best_single", "top"),
-        ("random weights", "random", "top"), ("random weights, whole tower", "random", "all"))
+# (label, start, what trains, epochs x the default): from random weights the same recipe, and the whole
+# tower for three times as many epochs (the strongest from-scratch arm tried), so the goal is not met
+# against an under-trained baseline.
+ARMS = (("federated", "federated", "top", 1), ("best single site", "best_single", "top", 1),
+        ("random weights", "random", "top", 1), ("random weights, whole tower, 3x epochs", "random", "all", 3))
+RANDOM_ARMS = ("random weights", "random weights, whole tower, 3x epochs")
 
 
 def _starts(sim_dir: Path) -> dict[str, str]:
@@ -60,16 +64,19 @@ def _mean(values: list[float]) -> dict:
 
 def run_arms(args, starts: dict[str, str], data: Path) -> list[dict]:
     rows = []
-    for label, start, tune in ARMS:
-        row = {"arm": label, "start": starts[start], "tune": tune, "fractions": {}}
+    for label, start, tune, times in ARMS:
+        row = {"arm": label, "start": starts[start], "tune": tune, "epochs": args.epochs * times, "fractions": {}}
         for fraction in args.fractions:
             runs = []
             for seed in (args.seeds if fraction < 1 else args.seeds[:1]):  # 100 %: the same patients whatever the seed
                 out = Path(args.out) / "runs" / f"{start}-{tune}-{fraction:g}-seed{seed}"
                 started = time.perf_counter()
+                # Reports from the first patient sample only; report fine-tuning does not depend on --tune,
+                # so the second random arm's would repeat the first's.
+                reports = seed == args.seeds[0] and label != RANDOM_ARMS[1]
                 doc = run_finetune(FinetuneConfig(model=starts[start], data=str(data), out=str(out),
-                                                  label_fraction=fraction, seed=seed, tune=tune,
-                                                  lm_epochs=args.lm_epochs, epochs=args.epochs))
+                                                  label_fraction=fraction, seed=seed, tune=tune, reports=reports,
+                                                  lm_epochs=args.lm_epochs, epochs=args.epochs * times))
                 runs.append({"seed": seed, "auc_macro": doc["final"]["auc_macro"], "bleu4": _bleu4(doc["final"]),
                              "zero_shot_auc": doc["zero_shot"]["auc_macro"], "zero_shot_bleu4": _bleu4(doc["zero_shot"]),
                              "auc_per_label": doc["final"]["auc_per_label"], "patients": doc["sampled"]["patients"],
@@ -85,25 +92,28 @@ def run_arms(args, starts: dict[str, str], data: Path) -> list[dict]:
 
 def table(rows: list[dict], fractions: list[float]) -> str:
     head = ["start", "trains", "zero-shot AUC", *[f"{f:.0%} AUC" for f in fractions],
-            *[f"{f:.0%} BLEU-4 en / zh" for f in fractions]]
+            f"zero-shot BLEU-4 en / zh ({fractions[-1]:.0%} bank)", *[f"{f:.0%} BLEU-4 en / zh" for f in fractions]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
     for row in rows:
-        aucs, bleus = [], []
+        zero = row["fractions"][f"{fractions[-1]:g}"]["runs"][0]["zero_shot_bleu4"]
+        aucs, bleus = [], [" / ".join(f"{zero[lang]:.3f}" for lang in ("en", "zh") if lang in zero) or "—"]
         for f in fractions:
             block = row["fractions"][f"{f:g}"]
             sd = f" ± {block['auc']['sd']:.3f}" if len(block["runs"]) > 1 else ""
             aucs.append(f"{block['auc']['mean']:.3f}{sd}")
             first = block["runs"][0]["bleu4"]
-            bleus.append(" / ".join(f"{first.get(lang, float('nan')):.3f}" for lang in ("en", "zh")))
-        trains = "head + top block" if row["tune"] == "top" else "head + whole tower"
+            bleus.append(" / ".join(f"{first[lang]:.3f}" for lang in ("en", "zh") if lang in first) or "—")
+        trains = ("head + top block" if row["tune"] == "top" else "head + whole tower") + f", {row['epochs']} epochs"
         lines.append(f"| {row['arm']} | {trains} | {row['zero_shot_auc']:.3f} | " + " | ".join(aucs + bleus) + " |")
     return "\n".join(lines)
 
 
-def goal(rows: list[dict]) -> dict:
+def goal(rows: list[dict]) -> dict | None:
     by = {(r["arm"]): r["fractions"] for r in rows}
+    if not {"0.1", "1"} <= set(by["federated"]):
+        return None  # the goal compares 10 % with 100 %
     fed10 = by["federated"]["0.1"]["auc"]["mean"]
-    random100 = max(by[a]["1"]["auc"]["mean"] for a in ("random weights", "random weights, whole tower"))
+    random100 = max(by[a]["1"]["auc"]["mean"] for a in RANDOM_ARMS)
     return {"federated_10pct": fed10, "best_random_100pct": random100, "met": fed10 >= random100}
 
 
@@ -127,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     sim_seconds = None
     if not args.sim_dir:
         generate(out / "data", patients=args.patients, seed=0)
-        run_simulation(SimConfig(data=str(out / "data"), out=str(sim_dir)))
+        # The default job; a long timeout, for a machine shared with other work.
+        run_simulation(SimConfig(data=str(out / "data"), out=str(sim_dir), timeout=6 * 3600.0))
         sim_seconds = time.perf_counter() - started
         print(f"federation and baselines: {sim_seconds:.0f} s", flush=True)
     sim = json.loads((sim_dir / "results.json").read_text(encoding="utf-8"))
@@ -139,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
            "rows": rows, "goal": goal(rows), "seconds": time.perf_counter() - started}
     (out / "label_efficiency.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     print(table(rows, args.fractions))
-    g = doc["goal"]
+    g = doc["goal"] or {"federated_10pct": float("nan"), "best_random_100pct": float("nan"), "met": False}
     print(f"goal: 10 % from the federated model {g['federated_10pct']:.3f} >= 100 % from random weights "
           f"{g['best_random_100pct']:.3f}: {'met' if g['met'] else 'NOT met'}; {doc['seconds']:.0f} s in all")
     return 0

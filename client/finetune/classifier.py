@@ -21,13 +21,13 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from client.data.dataset import Examples
+from client.finetune.schedule import warmup_cosine
 from shared_model.clip import MultiMedCLIP
 from shared_model.device import autocast
 from shared_model.errors import CheckpointError
 from shared_model.evaluate import PROMPT_LANGUAGES, embed_texts
 from shared_model.findings import prompt_pair
 from shared_model.model import M3FM
-from shared_model.objectives import make_optimizer, one_cycle
 
 FORMAT = "m3fed.classifier/1"
 
@@ -80,8 +80,10 @@ def image_labels(examples: Examples, findings: tuple[str, ...]) -> tuple[torch.T
 
 
 def train_classifier(clf: FindingsClassifier, examples: Examples, *, tune: str, epochs: int, min_steps: int,
-                     batch_size: int, lr: float, weight_decay: float, seed: int, device: torch.device) -> dict:
-    """``epochs`` passes over the sampled images (at least ``min_steps`` updates); returns what was done."""
+                     batch_size: int, lr: float, tower_lr: float, weight_decay: float, seed: int,
+                     device: torch.device) -> dict:
+    """``epochs`` passes over the sampled images (at least ``min_steps`` updates); returns what was done.
+    The head learns at ``lr``, the tower's trained part at ``tower_lr``."""
     rows, targets = image_labels(examples, clf.findings)
     for p in clf.parameters():
         p.requires_grad_(False)
@@ -89,14 +91,17 @@ def train_classifier(clf: FindingsClassifier, examples: Examples, *, tune: str, 
     params = [p for m in modules for p in m.parameters()]
     for p in params:
         p.requires_grad_(True)
+    head = set(map(id, clf.head.parameters()))
+    tower = [p for p in params if id(p) not in head]
     per_epoch = math.ceil(len(rows) / batch_size)
     steps = 0 if not len(rows) else max(epochs * per_epoch, min_steps if epochs else 0)
     summary = {"tune": tune, "images": len(rows), "steps": steps, "trainable": sum(p.numel() for p in params),
                "loss": None}
     if not steps:
         return summary
-    optimizer = make_optimizer(params, lr, weight_decay)
-    scheduler = one_cycle(optimizer, steps)
+    optimizer = torch.optim.AdamW([{"params": list(clf.head.parameters()), "lr": lr},
+                                   *([{"params": tower, "lr": tower_lr}] if tower else [])], weight_decay=weight_decay)
+    scheduler = warmup_cosine(optimizer, steps)
     gen = torch.Generator().manual_seed(seed)
     clf.to(device).eval()  # frozen parts keep their inference behaviour (dropout off)
     for m in modules:

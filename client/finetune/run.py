@@ -25,6 +25,7 @@ from client.errors import DataError
 from client.finetune.classifier import (FindingsClassifier, classifier_scores, image_labels, save_classifier,
                                         train_classifier)
 from client.finetune.config import FinetuneConfig
+from client.finetune.schedule import warmup_cosine
 from client.finetune.sampling import sample_summary, sampled_patients
 from client.finetune.start import load_start
 from server.results import write_results
@@ -32,7 +33,7 @@ from shared_model.checkpoint import save_checkpoint
 from shared_model.device import resolve_device
 from shared_model.evaluate import auc_per_finding, evaluate_model, macro
 from shared_model.findings import LANGUAGES
-from shared_model.objectives import lm_epoch, make_optimizer, one_cycle
+from shared_model.objectives import lm_epoch, make_optimizer
 from shared_model.train_config import TrainConfig
 
 MODEL, CLASSIFIER, CONFIG = "model.safetensors", "classifier.safetensors", "config.json"
@@ -72,7 +73,8 @@ def run_finetune(cfg: FinetuneConfig, console: Console | None = None) -> dict:
     clf = FindingsClassifier.from_model(model, findings, device)
     with console.status(f"training the findings classifier ({cfg.tune})"):
         clf_run = train_classifier(clf, sample, tune=cfg.tune, epochs=cfg.epochs, min_steps=cfg.min_steps,
-                                   batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                   batch_size=cfg.batch_size, lr=cfg.lr, tower_lr=cfg.tower_lr,
+                                   weight_decay=cfg.weight_decay,
                                    seed=cfg.seed, device=device)
     per_label = auc_per_finding(classifier_scores(clf, inputs["images"], device), inputs["labels"])
     final = {"auc_macro": macro(per_label), "auc_per_label": per_label, "bleu": {}, "rougeL": {}, "examples": {}}
@@ -120,7 +122,7 @@ def _tune_reports(model, sample, cfg: FinetuneConfig, device: torch.device) -> d
     train = TrainConfig(batch_size=max(cfg.batch_size, 2), lm_lr=cfg.lm_lr, lm_batch_size=cfg.lm_batch_size,
                         weight_decay=cfg.weight_decay)
     optimizer = make_optimizer(model.lm.parameters(), cfg.lm_lr, cfg.weight_decay)
-    scheduler = one_cycle(optimizer, cfg.lm_epochs * math.ceil(len(sample.records) / cfg.lm_batch_size))
+    scheduler = warmup_cosine(optimizer, cfg.lm_epochs * math.ceil(len(sample.records) / cfg.lm_batch_size))
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)  # the condition noise draws from the global generator
     loss = math.nan
