@@ -88,7 +88,8 @@ def weights(run_dir: Path, results: dict) -> dict:
     return {"use": use["file"] if use else None, "use_sha256": use["sha256"] if use else None, "files": files,
             "preset": (meta.get("model_config") or {}).get("preset") or setting(results["config"], "preset"),
             "adapter": meta.get("adapter") or setting(results["config"], "adapter") or None,
-            "round": meta.get("round"), "selected": results.get("selected"),
+            "round": meta.get("round", _header(run_dir / WEIGHTS).get("round")),  # a merged file's is its base's
+            "selected": results.get("selected"),
             "tokenizer": {"file": meta.get("tokenizer_file"), "sha256": meta.get("tokenizer_sha256"),
                           "text_model": meta.get("text_model") or None}}
 
