@@ -53,7 +53,7 @@ def arms(beams: int) -> dict[str, GenerationSettings]:
                                                             no_repeat_ngram_zh=default.no_repeat_ngram_zh),
            "greedy, default without keep_language": dataclasses.replace(default, keep_language=False),
            "greedy, default without tidy": dataclasses.replace(default, tidy=False)}
-    for en, zh in ((2, 3), (3, 5), (6, 6), (8, 8)):
+    for en, zh in ((2, 3), (3, 4), (6, 6), (8, 8)):
         out[f"greedy, default but no-repeat en {en} / zh {zh}"] = dataclasses.replace(
             default, no_repeat_ngram_en=en, no_repeat_ngram_zh=zh)
     out["greedy, repetition penalty 1.2 only"] = dataclasses.replace(UNCONSTRAINED, repetition_penalty=1.2)

@@ -142,11 +142,13 @@ def evaluate_model(model: M3FM, *, images: torch.Tensor, labels: dict[str, np.nd
     if not reports:
         return result
     bank = embed_texts(model, bank_texts, device)
+    generation = generation or GenerationSettings(num_beams=num_beams)
+    result["generation"] = generation.to_dict()  # how the scored reports were decoded, beside the scores
     by_group: dict[str, dict[str, float]] = {}
     for lang, (rows, refs) in references.items():
         if not rows:
             continue
-        hyps = generate_reports(model, image_emb[rows], bank, lang, device, num_beams=num_beams, settings=generation)
+        hyps = generate_reports(model, image_emb[rows], bank, lang, device, settings=generation)
         scores = report_metrics(refs, hyps, lang)
         result["bleu"][lang], result["rougeL"][lang] = scores["bleu"], scores["rougeL"]
         result["examples"][lang] = [{"reference": r, "generated": h} for r, h in list(zip(refs, hyps))[:3]]

@@ -135,6 +135,6 @@ def check_bank(bank: Bank, loaded: InferenceModel) -> None:
                               f"{loaded.path} uses {loaded.model.tokenizer.sha256[:12]}…")
     if info["weights_sha256"] != loaded.weights_sha256:
         raise CheckpointError(
-            f"{where}: built with the model {info['model_file']} (weights sha256 {info['weights_sha256'][:12]}…), "
-            f"not {loaded.path} (weights sha256 {loaded.weights_sha256[:12]}…); its embeddings belong to the other "
+            f"{where}: built with the model {info['model_file']} (sha256 {info['weights_sha256'][:12]}…), "
+            f"not {loaded.path} (sha256 {loaded.weights_sha256[:12]}…); its embeddings belong to the other "
             f"model: rebuild it with `m3fed bank build --model {loaded.path} --data DIR --out {where}`")

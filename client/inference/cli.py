@@ -67,7 +67,7 @@ def _predict(args: argparse.Namespace) -> int:
     header = {"model": str(loaded.path), "weights_sha256": loaded.weights_sha256, "bank": bank.describe(),
               "generation": cfg.generation.to_dict()}
     if not args.json:
-        console.print(f"model: {loaded.path} (weights sha256 {loaded.weights_sha256[:12]}…)", highlight=False,
+        console.print(f"model: {loaded.path} (sha256 {loaded.weights_sha256[:12]}…)", highlight=False,
                       soft_wrap=True)
         console.print(f"bank: {bank.describe()}", highlight=False, soft_wrap=True)
         console.print("zero-shot score: the image's similarity to a finding's positive prompt minus its negative "
@@ -115,12 +115,14 @@ def _bank_build(args: argparse.Namespace) -> int:
             bank = build_bank(loaded, texts, languages, source, device)
     save_bank(bank, args.out)
     bank.info["path"] = args.out
-    console.print(f"wrote {args.out}: {bank.describe()}", highlight=False)
+    console.print(f"wrote {bank.describe()}" if not args.templates else f"wrote {args.out}: {bank.describe()}",
+                  highlight=False, soft_wrap=True)
     skipped = bank.info["source"].get("skipped", 0)
     if skipped:
         console.print(f"[yellow]{skipped} records skipped[/] (`m3fed data check --data {args.data}` lists them)")
-    console.print(f"for the model {loaded.path} (weights sha256 {loaded.weights_sha256[:12]}…); "
-                  "the bank holds this site's report text: keep it at the site", highlight=False)
+    console.print(f"for the model {loaded.path} (sha256 {loaded.weights_sha256[:12]}…)"
+                  + ("" if args.templates else "; the bank holds this site's report text: keep it at the site"),
+                  highlight=False, soft_wrap=True)
     return 0
 
 

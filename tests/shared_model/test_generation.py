@@ -111,3 +111,20 @@ def test_max_new_tokens_bounds_the_report():
     start = torch.full((2,), model.tokenizer.lang_ids["en"])
     out = model.lm.generate(condition, start, **GenerationSettings(max_new_tokens=5).options("en"))
     assert out.shape[1] <= 6 and out[:, 0].tolist() == start.tolist()
+
+
+def test_evaluation_records_how_its_reports_were_decoded():
+    from shared_model.config import get_preset
+    from shared_model.evaluate import evaluate_model
+    from shared_model.model import build_model
+
+    torch.manual_seed(0)
+    model = build_model(get_preset("tiny")).eval()
+    images = torch.randint(0, 255, (2, 1, model.cfg.image_size, model.cfg.image_size), dtype=torch.uint8)
+    settings = GenerationSettings(num_beams=2, max_new_tokens=6)
+    result = evaluate_model(model, images=images, labels={}, references={"en": ([0, 1], ["No effusion.", "x."])},
+                            bank_texts=["No effusion."], device=torch.device("cpu"), generation=settings)
+    assert GenerationSettings.from_dict(result["generation"]) == settings and set(result["bleu"]) == {"en"}
+    plain = evaluate_model(model, images=images, labels={}, references={}, bank_texts=["x"],
+                           device=torch.device("cpu"), num_beams=3)
+    assert plain["generation"] == GenerationSettings(num_beams=3).to_dict()
