@@ -44,7 +44,7 @@ def run_finetune(cfg: FinetuneConfig, console: Console | None = None) -> dict:
     console = console or Console(quiet=True)
     started = time.perf_counter()
     device = resolve_device(cfg.device)
-    out = _out_dir(cfg.out)
+    out = _out_dir(cfg)
     model, origin = load_start(cfg)
     store, workers = cfg.store()
     records, report = load_records(cfg.data, languages=LANGUAGES)
@@ -97,8 +97,18 @@ def run_finetune(cfg: FinetuneConfig, console: Console | None = None) -> dict:
         "seconds": {"total": time.perf_counter() - started}})
 
 
-def _out_dir(path: str) -> Path:
-    out = Path(path)
+def _out_dir(cfg: FinetuneConfig) -> Path:
+    """``--out``, created; refused when writing there would overwrite another run (the start's among them)."""
+    out = Path(cfg.out)
+    if (out / "results.json").is_file():
+        try:
+            mode = json.loads((out / "results.json").read_text(encoding="utf-8")).get("mode")
+        except (OSError, ValueError, AttributeError):
+            mode = "unreadable"
+        if mode != "finetune":
+            raise DataError(out, f"--out holds another run's results.json (mode {mode!r}); give a new directory")
+    if not cfg.random_start and Path(cfg.model).resolve() in (out.resolve(), (out / MODEL).resolve()):
+        raise DataError(out, "--out is where the starting model is; give a new directory")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
