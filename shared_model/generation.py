@@ -11,8 +11,8 @@ an n blocks those phrases; too large lets short sentences loop. Measured on the 
 reports (BENCHMARKS.md, "Reports that read like reports"): of the references that repeat no
 sentence, 25 % hold a repeated English 3-gram and none a 4-gram; 38 % a repeated Chinese 4-gram,
 8 % a 5-gram, none a 6-gram. English n=4 blocks nothing a reference writes and scored best;
-Chinese n=5 blocks a fifth as much legitimate text as n=4 at a lower BLEU-4 and a higher ROUGE-L,
-while n>=6 lets four-character sentences ("未见胸。") loop.
+Chinese n=5 blocks a fifth as much legitimate text as n=4 at a lower BLEU-4 and a higher ROUGE-L;
+from n=6 BLEU-4 fell back to plain decoding's.
 
 Blocking takes away the loop a weak decoder would fall into, and such a decoder then wanders
 into the other language ("未见气胸。未 is a small right lower lobe"). ``keep_language`` closes that
