@@ -135,6 +135,36 @@ def test_a_bank_of_other_weights_is_refused_naming_both(run_dir, site_bank, ches
     assert str(run_dir / "model.safetensors") in err and str(other) in err and "m3fed bank build" in err
 
 
+def test_a_template_bank_file_names_itself_as_such(run_dir, chest_dicom, tmp_path, capsys):
+    from client.inference.bank import load_bank
+    from client.inference.template_bank import template_reports
+
+    out = tmp_path / "templates.safetensors"
+    assert main(["bank", "build", "--model", str(run_dir), "--templates", "--out", str(out)]) == 0
+    bank = load_bank(out)
+    assert bank.info["source"]["kind"] == "template" and list(bank.texts) == [t for t, _ in template_reports()]
+    capsys.readouterr()
+    assert main(["predict", "--model", str(run_dir), chest_dicom, "--bank", str(out), "--json"]) == 0
+    (answer,) = _json_lines(capsys.readouterr().out)
+    assert answer["bank"].startswith("built-in template reports")
+
+
+def test_template_reports_are_the_synthetic_datas_sentences():
+    """Every sentence the synthetic sites' train reports hold is a sentence of the template bank."""
+    import re
+
+    from client.data.sources import load_records
+    from client.inference.template_bank import template_reports
+
+    def said(text: str) -> set[str]:
+        return {s.strip() for s in re.split(r"(?<=[.。])", text) if s.strip()}
+
+    bank = set().union(*(said(text) for text, _ in template_reports()))
+    records, _ = load_records(trained_tiny()[0])
+    written = set().union(*(said(r.report) for r in records if r.split == "train"))
+    assert written <= bank, sorted(written - bank)[:5]
+
+
 @pytest.mark.parametrize("case", ["no model in the run dir", "not a bank", "no train reports"])
 def test_user_mistakes_end_with_one_error_line(case, run_dir, tmp_path, capsys):
     if case == "no model in the run dir":
