@@ -29,7 +29,7 @@ from client.app.client_app import PRIVACY_STATEMENT
 from client.app.final_model import (CARD_ACTION, CARD_JSON, CARD_MD, HASH, KEPT_RECORD, MODEL_ACTION, MODEL_RECORD,
                                     write_private)
 from server.model_card import MERGED, WEIGHTS, read_results, write_model_card
-from server.results import update_results
+from shared_model.results import update_results
 from server.site_evaluation import site_statement
 
 

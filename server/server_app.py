@@ -26,7 +26,7 @@ from server.declarations import SiteDeclarations  # noqa: E402
 from server.evaluation import ServerEvaluation, federated_metrics  # noqa: E402
 from server.grid import PromptGrid  # noqa: E402
 from server.receipts import ReceiptStore  # noqa: E402
-from server.results import update_results, write_results  # noqa: E402
+from shared_model.results import update_results, write_results  # noqa: E402
 from server.model_selection import ServerSelection  # noqa: E402
 from server.run_state import (MERGED, WEIGHTS, load_round, restore_strategy, save_round, save_weights,  # noqa: E402
                               strategy_arrays)

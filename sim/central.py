@@ -17,7 +17,7 @@ from client.data.evaldata import bank_texts, evaluation_inputs, sampled_referenc
 from client.data.sources import load_records
 from client.errors import DataError
 from server.model_card import write_model_card
-from server.results import write_results
+from shared_model.results import write_results
 from shared_model.checkpoint import save_checkpoint
 from shared_model.config import get_preset
 from shared_model.device import resolve_device

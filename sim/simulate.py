@@ -18,7 +18,7 @@ from server.evaluation import ServerEvaluation, evaluation_records
 from server.final_model import note_virtual_sites
 from server.model_card import write_model_card
 from server.report import write_report
-from server.results import update_results
+from shared_model.results import update_results
 from server.run_state import WEIGHTS
 from shared_model.checkpoint import load_checkpoint
 from shared_model.device import resolve_device

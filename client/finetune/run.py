@@ -28,7 +28,7 @@ from client.finetune.config import FinetuneConfig
 from client.finetune.schedule import warmup_cosine
 from client.finetune.sampling import sample_summary, sampled_patients
 from client.finetune.start import load_start
-from server.results import write_results
+from shared_model.results import write_results
 from shared_model.checkpoint import save_checkpoint
 from shared_model.device import resolve_device
 from shared_model.evaluate import auc_per_finding, evaluate_model, macro

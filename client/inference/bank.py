@@ -59,7 +59,7 @@ def build_bank(loaded: InferenceModel, texts: list[str], languages: list[str], s
         raise CheckpointError(f"{source.get('data', 'the bank')}: no reports to build a bank from")
     embeddings = embed_texts(loaded.model, list(texts), device).cpu().contiguous()
     info = {"format": FORMAT, "weights_sha256": loaded.weights_sha256,
-            "tokenizer_sha256": loaded.model.tokenizer.sha256, "model_file": str(loaded.path),
+            "tokenizer_sha256": loaded.model.tokenizer.sha256, "model_file": str(loaded.path.resolve()),
             "counts": dict(Counter(languages)), "size": len(texts), "embed_dim": int(embeddings.shape[1]),
             "source": {**source, "built": datetime.now(timezone.utc).isoformat(timespec="seconds")}}
     return Bank(embeddings, tuple(texts), tuple(languages), info)
