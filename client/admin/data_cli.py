@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from client.admin.scrub_cli import add_scrub_parser
 from shared_model.config import get_preset
 
 # client.data.dataset and client.data.preview load torch: imported where used, so that `m3fed --help` and
@@ -29,7 +30,7 @@ def check_dataset(data: str, image_size: int, *, max_records_per_patient: int | 
 
 def read_dataset(data: str, image_size: int, *, max_records_per_patient: int | None = None,
                  languages: tuple[str, ...] | None = None, modalities: tuple[str, ...] | None = None,
-                 store: Path | None = None, console: Console | None = None):
+                 store: Path | None = None, console: Console | None = None, scrub: bool = True):
     """``check_dataset``'s summary and the decoded training examples it checked (before the DP cap).
     ``store``: decode through that decoded-image store, in parallel with a progress bar on ``console``
     (a site's ``state_dir/decoded``, which its rounds then read instead of decoding again)."""
@@ -38,7 +39,7 @@ def read_dataset(data: str, image_size: int, *, max_records_per_patient: int | N
     from client.data.store_build import decode_with_progress, default_workers, store_line
     from privacy.sampling import cap_studies_per_patient
 
-    records, report = load_records(data)
+    records, report = load_records(data, scrub=scrub)
     records, left_out = select_records(records, languages=languages, modalities=modalities)
     if store is None:
         examples = decode(records, image_size, report)
@@ -112,3 +113,4 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ct-window", type=float, nargs=2, metavar=("CENTER", "WIDTH"),
                    help="CT window in HU (default lung window -600 1500)")
     p.set_defaults(func=_preview)
+    add_scrub_parser(data)

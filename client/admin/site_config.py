@@ -14,6 +14,7 @@ file. Example::
     modalities: [CXR]                   # and its chest X-ray studies only (CXR and/or CT)
     privacy_policy: privacy.yaml        # optional: DP-SGD at this site (ledger in state_dir)
     text_model: /srv/models/mbert      # optional: the site's copy of the run's --text-model directory
+    scrub: on                           # identifiers removed from every report before any use (default on)
     approved_apps: [<sha256 of the app bundle>]   # m3fed app hash
     state_dir: /var/lib/m3fed/hospital-a      # made 0700: decoded reports, ledger, secrets
 
@@ -51,6 +52,7 @@ class SiteConfig:
     private_key: Path | None = None
     privacy_policy: Path | None = None
     text_model: Path | None = None  # the site's copy of a run's --text-model (its tokenizer must match the run's)
+    scrub: bool = True            # remove identifiers from reports before any use (privacy.scrub); off: already de-identified
     insecure: bool = False        # plain HTTP and no node authentication: test set-ups only
     runtime_port: int = 9094      # the SuperNode's local ClientApp runtime API (loopback)
     source: str = dataclasses.field(default="site.yaml", compare=False, repr=False)
@@ -68,7 +70,8 @@ class SiteConfig:
         """What the ClientApp reads from ``context.node_config`` on this SuperNode."""
         config = {"site-name": self.site, "data-path": str(self.data), "state-dir": str(self.state_dir),
                   # what the site contributes (client.app.node.site_selection), comma-separated
-                  "languages": ",".join(self.languages), "modalities": ",".join(self.modalities)}
+                  "languages": ",".join(self.languages), "modalities": ",".join(self.modalities),
+                  "scrub": "on" if self.scrub else "off"}
         if self.text_model:
             config["text-model"] = str(self.text_model)
         if self.privacy_policy:
@@ -133,6 +136,11 @@ def site_config_from_dict(raw: dict, *, base: Path, source: str) -> SiteConfig:
     insecure = raw.get("insecure", False)
     if not isinstance(insecure, bool):
         raise bad("insecure", f"must be true or false, got {insecure!r}")
+    scrub = raw.get("scrub", True)
+    if isinstance(scrub, str) and scrub.strip().lower() in ("on", "off"):
+        scrub = scrub.strip().lower() == "on"
+    if not isinstance(scrub, bool):
+        raise bad("scrub", f"must be on or off, got {scrub!r}")
     port = raw.get("runtime_port", 9094)
     if not isinstance(port, int) or isinstance(port, bool) or not 1024 <= port <= 65535:
         raise bad("runtime_port", f"must be a port number in 1024..65535, got {port!r}")
@@ -142,7 +150,8 @@ def site_config_from_dict(raw: dict, *, base: Path, source: str) -> SiteConfig:
     return SiteConfig(site=site, superlink=superlink, data=path("data"), languages=listed("languages", LANGUAGES),
                       modalities=listed("modalities", MODALITIES), approved_apps=apps, state_dir=path("state_dir"),
                       ca_certificate=path("ca_certificate"), private_key=path("private_key"),
-                      privacy_policy=path("privacy_policy"), text_model=path("text_model"), insecure=insecure, runtime_port=port, source=source)
+                      privacy_policy=path("privacy_policy"), text_model=path("text_model"), scrub=scrub,
+                      insecure=insecure, runtime_port=port, source=source)
 
 
 def check_site(cfg: SiteConfig, *, image_size: int) -> dict:
@@ -174,7 +183,8 @@ def inspect_site(cfg: SiteConfig, *, image_size: int, store: bool = False, conso
         make_private(cfg.state_dir)
     summary, train = read_dataset(str(cfg.data), image_size, languages=cfg.languages, modalities=cfg.modalities,
                                   max_records_per_patient=policy.max_records_per_patient if policy else None,
-                                  store=cfg.state_dir / "decoded" if store else None, console=console)
+                                  store=cfg.state_dir / "decoded" if store else None, console=console,
+                                  scrub=cfg.scrub)
     left_out = summary["not_contributed"]
     summary["warnings"] = _selection_warnings(cfg, left_out["in_data"])
     if not summary["usable"]:

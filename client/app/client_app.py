@@ -19,7 +19,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from client.app.faults import poison_of, poisoned  # noqa: E402
 from client.app.final_model import CARD_ACTION, KEPT_RECORD, MODEL_ACTION  # noqa: E402
-from client.app.node import data_path_of, decoded_cache_dir, site_name_of, site_selection, site_state_dir  # noqa: E402
+from client.app.node import (data_path_of, decoded_cache_dir, site_name_of, site_scrub, site_selection,  # noqa: E402
+                             site_state_dir)
 from client.app.progress import report_progress  # noqa: E402
 from client.app.secagg import is_secure, secure_train  # noqa: E402
 from shared_model.config import get_preset, trained_keys  # noqa: E402
@@ -41,7 +42,7 @@ def _training_examples(context: Context, image_size: int):
 
     languages, modalities = site_selection(context)
     return site_examples(data_path_of(context), image_size, "train", decoded_cache_dir(context),
-                         languages=languages, modalities=modalities)
+                         languages=languages, modalities=modalities, scrub=site_scrub(context))
 
 
 def _site_record(context: Context) -> ConfigRecord:
@@ -255,7 +256,7 @@ def evaluate(msg: Message, context: Context, index: int) -> Message:
         scores = local_evaluation(model, data, cfg.image_size, device,
                                   seed=RunConfig.from_run_config(context.run_config).seed,
                                   cache_dir=decoded_cache_dir(context), languages=languages, modalities=modalities,
-                                  split=split, reports=split == "test" or bool(config.get("validate-reports", 0)))
+                                  scrub=site_scrub(context), split=split, reports=split == "test" or bool(config.get("validate-reports", 0)))
         metrics.update({f"{VALIDATE_PREFIX if split == 'validate' else ''}{k}": v for k, v in scores.items()})
     policy = site_policy(context)
     if policy is not None and "eval-metrics" not in policy.release:  # the site's policy keeps them home

@@ -58,6 +58,12 @@ def decoded_cache_dir(context: Context) -> str | None:
     return RunConfig.from_run_config(context.run_config).image_store or None
 
 
+def site_scrub(context: Context) -> bool:
+    """Whether the site's reports are scrubbed of identifiers before use (its site.yaml ``scrub``;
+    on unless the site turned it off)."""
+    return str(context.node_config.get("scrub", "on")).strip().lower() not in ("off", "false", "0", "no")
+
+
 def site_selection(context: Context) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
     """(languages, modalities) a deployed site contributes (its site.yaml, via ``node_config``);
     None: every one (a simulated site, or a SuperNode started without them). Sorted tuples, so

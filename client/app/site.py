@@ -21,16 +21,18 @@ from shared_model.schedule import OBJECTIVES
 
 @lru_cache(maxsize=8)
 def site_examples(data_path: str, image_size: int, split: str = "train", cache_dir: str | None = None, *,
-                  languages: tuple[str, ...] | None = None, modalities: tuple[str, ...] | None = None) -> Examples:
+                  languages: tuple[str, ...] | None = None, modalities: tuple[str, ...] | None = None,
+                  scrub: bool = True) -> Examples:
     """The site's examples of one split, decoded once per process and, with ``cache_dir``, once per
     state of the data (a deployed SuperNode starts a process per message: ``client.data.decoded_cache``).
 
     ``train`` rows are trained on; ``test`` rows only evaluate the global model at the site.
+    ``scrub``: reports are scrubbed of identifiers first (``client.data.sources.scrubbing``).
     ``languages`` / ``modalities`` (tuples; None: all): what the site contributes, from its
     ``site.yaml`` (``client.data.sources.selection``: a study of an unselected modality is left out
     whole). The decoded-image store is keyed by image file, so every selection and split shares it.
     """
-    records, report = load_records(data_path)
+    records, report = load_records(data_path, scrub=scrub)
     records, _ = select_records(records, languages=languages, modalities=modalities)
     return decode_cached([r for r in records if r.split == split], image_size, report,
                          cache_dir=cache_dir)
@@ -102,14 +104,15 @@ def local_update(model: M3FM, examples: Examples, objective: str, *, train: Trai
 
 def local_evaluation(model: M3FM, data_path: str, image_size: int, device: torch.device, *, seed: int,
                      cache_dir: str | None = None, languages: tuple[str, ...] | None = None,
-                     modalities: tuple[str, ...] | None = None, split: str = "test", reports: bool = True) -> dict:
+                     modalities: tuple[str, ...] | None = None, split: str = "test", reports: bool = True,
+                     scrub: bool = True) -> dict:
     """The global model on the site's own patients of ``split`` (test, or validate for model
     selection), in the site's language(s); ``reports=False``: AUC only (no BLEU-4 key).
 
     The memory bank comes from the site's own training reports: it is built here and never leaves.
     Evaluation and bank records are those the site contributes (``languages`` / ``modalities``).
     """
-    selection = {"languages": languages, "modalities": modalities}
+    selection = {"languages": languages, "modalities": modalities, "scrub": scrub}
     held_out = site_examples(data_path, image_size, split, cache_dir, **selection)
     inputs = evaluation_inputs(held_out, DEFAULT_EVAL_LABELS)
     if split == "validate":  # scored every round: reports from a fixed sample (AUC from every image)

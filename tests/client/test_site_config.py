@@ -34,7 +34,7 @@ def test_valid_config_resolves_paths_and_node_config(tmp_path):
     assert cfg.data == tmp_path / "data" and cfg.ledger == tmp_path / "state" / "ledger.jsonl"
     assert cfg.node_config() == {"site-name": "hospital-a", "data-path": str(tmp_path / "data"),
                                  "state-dir": str(tmp_path / "state"), "languages": "en", "modalities": "CXR",
-                                 "privacy-policy": str(tmp_path / "privacy.yaml"),
+                                 "scrub": "on", "privacy-policy": str(tmp_path / "privacy.yaml"),
                                  "privacy-ledger": str(tmp_path / "state" / "ledger.jsonl")}
     cmd = supernode_command(cfg)
     assert cmd[cmd.index("--superlink") + 1] == "fl.example.org:8000" and "--insecure" not in cmd
@@ -52,11 +52,17 @@ def test_valid_config_resolves_paths_and_node_config(tmp_path):
     ({"ca_certificate": None}, "required unless insecure"),
     ({"insecure": "yes"}, "true or false"),
     ({"site": "a b"}, "letters, digits"),
+    ({"scrub": "maybe"}, "scrub: must be on or off"),
 ])
 def test_bad_config_names_the_key(tmp_path, changes, message):
     with pytest.raises(DataError, match=message) as err:
         load_site_config(_write(tmp_path, **changes))
     assert "site.yaml" in str(err.value)
+
+
+@pytest.mark.parametrize("value, expected", [(False, "off"), ("off", "off"), ("on", "on"), (True, "on")])
+def test_scrub_reaches_the_node_config(tmp_path, value, expected):
+    assert load_site_config(_write(tmp_path, scrub=value)).node_config()["scrub"] == expected
 
 
 def test_insecure_needs_no_keys(tmp_path):

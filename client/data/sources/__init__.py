@@ -10,16 +10,24 @@ from pathlib import Path
 from client.data.sources.manifest import MANIFEST_NAMES, load_manifest
 from client.data.sources.mimic import find_mimic_csv, load_mimic
 from client.data.sources.records import DataReport, Record
+from client.data.sources.scrubbing import scrub_records
 from client.data.sources.selection import describe_left_out, select_records
 from client.errors import DataError
 
 __all__ = ["DataReport", "Record", "describe_left_out", "load_records", "select_records"]
 
 
-def load_records(path: str | Path, *, languages: tuple[str, ...] | None = None
+def load_records(path: str | Path, *, languages: tuple[str, ...] | None = None, scrub: bool = True
                  ) -> tuple[list[Record], DataReport]:
-    """Read a MIMIC-CXR(-JPG) tree, a manifest file, or a folder holding a manifest."""
-    path = Path(path)
+    """Read a MIMIC-CXR(-JPG) tree, a manifest file, or a folder holding a manifest.
+
+    ``scrub``: identifiers are removed from every report before it is returned (a site's
+    ``scrub: off`` turns it off, e.g. for data already de-identified by the hospital)."""
+    records, report = _read(Path(path), languages)
+    return (scrub_records(records, report) if scrub else records), report
+
+
+def _read(path: Path, languages: tuple[str, ...] | None) -> tuple[list[Record], DataReport]:
     if not path.exists():
         raise DataError(path, "data path does not exist")
     if path.is_file():

@@ -30,6 +30,8 @@ class DataReport:
 
     source: str
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    # identifiers removed from the reports (client.data.sources.scrubbing); off: {"on": False}
+    scrub: dict = field(default_factory=lambda: {"on": False})
 
     def skip(self, path: str, reason: str) -> None:
         self.skipped.append((str(path), reason))
@@ -50,6 +52,7 @@ class DataReport:
             "by_modality": dict(Counter(r.modality for r in records)),
             "text_only": sum(r.image is None for r in records),
             "labels": {k: dict(v) for k, v in sorted(labels.items())},
+            "scrub": self.scrub,
             "skipped": len(self.skipped),
             "skipped_reasons": dict(Counter(reason.split(":")[0] for _, reason in self.skipped)),
             "skipped_items": [{"path": p, "reason": r} for p, r in self.skipped],

@@ -1,0 +1,21 @@
+"""De-identification of report text at the site, before any use (training, bank, evaluation, previews).
+
+``scrub_report(text, language)`` returns the text with every identifier found replaced by ``___``
+(MIMIC-CXR's own mark, one token for the tokenizer) and the spans found, by category. Rules, not a
+model: nothing is downloaded, the same text always gives the same result, and each category's
+recall and the clinical words kept are measured (``bench/scrub_bench.py``, BENCHMARKS.md).
+"""
+from __future__ import annotations
+
+from privacy.scrub.names import find_chinese, find_english
+from privacy.scrub.rules import find
+from privacy.scrub.spans import CATEGORIES, PLACEHOLDER, Scrubbed, Span, apply, resolve
+
+__all__ = ["CATEGORIES", "PLACEHOLDER", "Scrubbed", "Span", "scrub_report"]
+
+
+def scrub_report(text: str, language: str = "en") -> Scrubbed:
+    """Both languages' rules run on every report: an English report can quote a Chinese name and a
+    Chinese one an English address; ``language`` is kept for callers that report per language."""
+    spans = resolve(find(text) + find_english(text) + find_chinese(text), text)
+    return Scrubbed(apply(text, spans), tuple(spans))
