@@ -32,7 +32,7 @@ def site_examples(data_path: str, image_size: int, split: str = "train", cache_d
     ``site.yaml`` (``client.data.sources.selection``: a study of an unselected modality is left out
     whole). The decoded-image store is keyed by image file, so every selection and split shares it.
     """
-    records, report = load_records(data_path, scrub=scrub)
+    records, report = load_records(data_path, scrub=scrub, scrub_cache=cache_dir)
     records, _ = select_records(records, languages=languages, modalities=modalities)
     return decode_cached([r for r in records if r.split == split], image_size, report,
                          cache_dir=cache_dir)

@@ -73,3 +73,21 @@ def test_data_scrub_user_mistakes_are_one_line(tmp_path):
         run = subprocess.run([sys.executable, "-m", "sim.m3fed_command", "data", "scrub", *args],
                              capture_output=True, text=True, timeout=120)
         assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_later_process_reuses_the_stored_results_and_new_rules_start_afresh(tmp_path, monkeypatch):
+    import client.data.sources.scrubbing as scrubbing
+
+    path, cache = _manifest(tmp_path), tmp_path / "state"
+    first, _ = load_records(path, scrub_cache=cache)
+    (stored,) = cache.glob("scrub-*.jsonl")
+    assert not [p for _, planted, _ in PLANTED.values() for p in planted if p in stored.read_text(encoding="utf-8")]
+    monkeypatch.setattr(scrubbing, "scrub_report", lambda *a: (_ for _ in ()).throw(AssertionError("scrubbed again")))
+    again, report = load_records(path, scrub_cache=cache)
+    assert [r.report for r in again] == [r.report for r in first] and report.scrub["reports_changed"] == 2
+    monkeypatch.setattr(scrubbing, "rules_version", lambda: "other-rules")
+    try:
+        load_records(path, scrub_cache=cache)
+        raise RuntimeError("expected the new rules to scrub again")
+    except AssertionError as exc:
+        assert "scrubbed again" in str(exc)

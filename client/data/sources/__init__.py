@@ -17,14 +17,15 @@ from client.errors import DataError
 __all__ = ["DataReport", "Record", "describe_left_out", "load_records", "select_records"]
 
 
-def load_records(path: str | Path, *, languages: tuple[str, ...] | None = None, scrub: bool = True
-                 ) -> tuple[list[Record], DataReport]:
+def load_records(path: str | Path, *, languages: tuple[str, ...] | None = None, scrub: bool = True,
+                 scrub_cache: str | Path | None = None) -> tuple[list[Record], DataReport]:
     """Read a MIMIC-CXR(-JPG) tree, a manifest file, or a folder holding a manifest.
 
     ``scrub``: identifiers are removed from every report before it is returned (a site's
-    ``scrub: off`` turns it off, e.g. for data already de-identified by the hospital)."""
+    ``scrub: off`` turns it off, e.g. for data already de-identified by the hospital);
+    ``scrub_cache``: a folder where results are kept between processes (``scrubbing``)."""
     records, report = _read(Path(path), languages)
-    return (scrub_records(records, report) if scrub else records), report
+    return (scrub_records(records, report, cache=scrub_cache) if scrub else records), report
 
 
 def _read(path: Path, languages: tuple[str, ...] | None) -> tuple[list[Record], DataReport]:
