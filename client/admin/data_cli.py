@@ -39,7 +39,7 @@ def read_dataset(data: str, image_size: int, *, max_records_per_patient: int | N
     from client.data.store_build import decode_with_progress, default_workers, store_line
     from privacy.sampling import cap_studies_per_patient
 
-    records, report = load_records(data, scrub=scrub)
+    records, report = load_records(data, scrub=scrub, scrub_cache=store)
     records, left_out = select_records(records, languages=languages, modalities=modalities)
     if store is None:
         examples = decode(records, image_size, report)

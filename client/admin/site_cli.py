@@ -32,6 +32,10 @@ def _checked(args):
           f"{sorted(summary['by_language'])}, {summary['skipped']} skipped; "
           f"{'DP policy ' + str(cfg.privacy_policy) if cfg.privacy_policy else 'no DP policy'}; "
           f"{len(cfg.approved_apps)} approved app bundle(s)")
+    scrub = summary["scrub"]
+    print(f"reports scrubbed: {scrub['reports_changed']} of {scrub['reports']} had identifiers removed "
+          f"({', '.join(f'{k} {v}' for k, v in scrub['by_category'].items()) or 'none found'})" if scrub["on"]
+          else f"reports NOT scrubbed ({cfg.source}: scrub: off)")
     if summary["not_contributed"]["records"]:
         print(f"not contributed (site.yaml languages/modalities): {describe_left_out(summary['not_contributed'])}")
     for warning in summary["warnings"]:

@@ -221,6 +221,7 @@ def test_m3fed_site_check_fails_on_a_policy_that_fits_no_round(tmp_path, small_m
     assert "needs σ above max_noise_multiplier 2" in captured.out and "raise max_noise_multiplier" in captured.out
     assert "error: site configuration not OK" in captured.err
     assert not (tmp_path / "state" / "ledger.jsonl").exists()
+    assert "reports scrubbed: 0 of " in captured.out  # the synthetic reports carry only MIMIC's ___
 
 
 def test_what_a_round_keeps_at_the_site_is_private(tmp_path):
