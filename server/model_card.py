@@ -59,6 +59,7 @@ def build_card(run_dir: Path, results: dict) -> dict:
     card["sites"] = sites(run_dir, results, kind, upto=card["model"]["round"])
     card["privacy"] = privacy(results, card["sites"], kind)
     card["metrics"] = metrics(results, kind)
+    card["memorisation"] = memorisation(run_dir, card["model"])
     card.update(use_and_limitations(card, results))
     return card
 
@@ -257,6 +258,43 @@ def metrics(results: dict, kind: str) -> dict:
                            (base.get("single_sites") or {}).get(base.get("best_single_site"))))
                           if isinstance(v, dict)},
             "without_dp": results.get("non_private"), "test_data": results.get("data_report") or {}}
+
+
+MEMORISATION_SCHEMA = "m3fed.memorisation/1"
+
+
+def memorisation(run_dir: Path, model: dict) -> dict:
+    """The memorisation audits in ``RUNDIR/memorisation*/`` (``m3fed audit memorisation``), without and
+    with DP, in that order; ``audited`` False when there is none."""
+    audits = []
+    for path in sorted(run_dir.glob("memorisation*/memorisation.json")):
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(doc, dict) or doc.get("schema") != MEMORISATION_SCHEMA:
+                raise ValueError(f"not an {MEMORISATION_SCHEMA} file")
+            audits.append(_audit(path, doc, model))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            audits.append({"folder": path.parent.name, "problem": f"{path.name}: unreadable ({exc})"})
+    audits.sort(key=lambda a: (a.get("dp") is True, a["folder"]))
+    return {"audited": any("problem" not in a for a in audits), "audits": audits}
+
+
+def _audit(path: Path, doc: dict, model: dict) -> dict:
+    c, e, p = doc["canaries"], doc["exposure"], doc["training"].get("privacy")
+    g = doc.get("regurgitation") or {}
+    hashes = {f["sha256"] for f in model.get("files", [])}
+    return {"folder": path.parent.name, "dp": p is not None,
+            "epsilon": p and p["epsilon"], "delta": p and p["delta"], "accountant": p and p["accountant"],
+            "unit": p and p["unit"], "model_sha256": doc["model"]["sha256"],
+            "same_model": doc["model"]["sha256"] in hashes, "data": doc["data"]["path"],
+            "epochs": doc["training"]["epochs"], "canaries": c["inserted"], "repeats": c["repeats"],
+            "candidates": c["candidates"], "max_exposure": c["max_exposure"], "chance": e["chance"],
+            "inserted_mean": e["inserted"]["mean"], "inserted_max": e["inserted"]["max"],
+            "control_mean": e["control"]["mean"], "uniform_p": e["tests"]["uniform_p"],
+            "control_p": e["tests"].get("control_p"), "extracted": e["inserted"]["extracted"],
+            "generated": g.get("generated"), "verbatim_train": g.get("verbatim_train"),
+            "verbatim_train_only": g.get("verbatim_train_only"), "train_only_8gram": g.get("train_only_8gram"),
+            "secret": g.get("secret")}
 
 
 def _synthetic(data) -> bool | None:

@@ -108,6 +108,7 @@ def render(card: dict) -> str:
               + ("; a deployed site declares its record counts, not its patients." if kind == "deployment" else ".")
               + " Rounds in the model: rounds up to the model's own in which the site's update was averaged in.", ""]
     lines += _metric_lines(m)
+    lines += ["", *_memorisation_lines(card.get("memorisation") or {"audited": False, "audits": []})]
     lines += ["", "## Intended use", "", *[f"- {u}" for u in card["intended_use"]],
               "", "## Known limitations", "", *[f"- {u}" for u in card["limitations"]], ""]
     return "\n".join(lines)
@@ -119,6 +120,38 @@ def _short(text: str, limit: int = 100) -> str:
 
 def _n(value, missing: str = "—") -> str:
     return missing if value is None else str(value)
+
+
+def _pct(value) -> str:
+    return "—" if value is None else f"{100 * value:.1f} %"
+
+
+def _memorisation_lines(mem: dict) -> list[str]:
+    lines = ["## Memorisation audit", ""]
+    if not mem["audits"]:
+        return lines + ["Not audited: the run folder holds no `memorisation*/memorisation.json` (`m3fed audit "
+                        "memorisation --model RUNDIR --data SITE_DATA [--dp POLICY.yaml]` writes one)."]
+    lines += ["Secret Sharer canaries (Carlini et al. 2019) trained into a copy of the report generator with one "
+              "site's reports, without and with its DP policy. Exposure in bits among the candidates (at most "
+              "log2 of their number; chance ≈ 1.44); control: canaries never inserted. A canary repeated r "
+              "times is r units of privacy.", "",
+              "| audit | training | canaries × repeats, epochs | exposure inserted (mean / max) | control | chance | "
+              "p (ranks vs uniform) | secrets completed | generated = training report (not a test reference) | "
+              "training-only 8-gram |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for a in mem["audits"]:
+        if "problem" in a:
+            lines.append(f"| {a['folder']} | {a['problem']} |  |  |  |  |  |  |  |  |")
+            continue
+        training = (f"DP-SGD ε {a['epsilon']:.2f}, δ {a['delta']:g} ({a['unit']}-level, {a['accountant']})"
+                    if a["dp"] else "no DP")
+        if not a["same_model"]:
+            training += "; **audited another model file** (sha256 " + a["model_sha256"][:12] + "…)"
+        lines.append(f"| {a['folder']} | {training} | {a['canaries']} × {a['repeats']}, {a['epochs']} | "
+                     f"{a['inserted_mean']:.2f} / {a['inserted_max']:.2f} of {a['max_exposure']:.2f} | "
+                     f"{a['control_mean']:.2f} | {a['chance']:.2f} | {a['uniform_p']:.3g} | "
+                     f"{a['extracted']} of {a['canaries']} | {_pct(a['verbatim_train'])} "
+                     f"({_pct(a['verbatim_train_only'])}) | {_pct(a['train_only_8gram'])} |")
+    return lines
 
 
 def _metric_lines(m: dict) -> list[str]:

@@ -99,6 +99,16 @@ class MultiMedLM(nn.Module):
             repetition_penalty=None if repetition_penalty == 1.0 else repetition_penalty,
             length_penalty=length_penalty if num_beams > 1 else None, suppress_tokens=suppress_tokens or None)
 
+    @torch.no_grad()
+    def complete(self, condition: torch.Tensor, prefix_ids: torch.Tensor, *, new_tokens: int) -> torch.Tensor:
+        """Greedy continuation of given decoder inputs ``prefix_ids`` (B, L), language token first, by at most
+        ``new_tokens`` tokens; returns the prefix and its continuation. For audits: what the decoder writes
+        after a text someone already knows (a canary's format, privacy.canaries)."""
+        enc = self._encoder_kwargs(condition)
+        return self.seq2seq.generate(inputs_embeds=enc["inputs_embeds"], attention_mask=enc["attention_mask"],
+                                     decoder_input_ids=prefix_ids, decoder_start_token_id=prefix_ids[:, 0],
+                                     max_new_tokens=new_tokens, num_beams=1, do_sample=False)
+
 
 def project_onto_bank(image_embeddings: torch.Tensor, bank: torch.Tensor, *, temperature: float = 0.01
                       ) -> torch.Tensor:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from client.admin.data_cli import add_data_commands
 from client.admin.site_cli import add_site_commands
+from client.audit.cli import add_audit_commands
 from client.errors import DataError
 from client.finetune.cli import add_finetune_command
 from client.inference.cli import add_inference_commands
@@ -177,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_finetune_command(sub)
     add_card_command(sub)
     add_inference_commands(sub)
+    add_audit_commands(sub)
 
     defaults = CentralConfig(data="", out="")
     p = sub.add_parser("central", help="pooled baseline: train both objectives on pooled data")
