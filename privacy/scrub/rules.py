@@ -48,23 +48,34 @@ RULES: list[tuple[str, re.Pattern[str], int]] = [
     # ---- contact details and IDs with an unambiguous shape
     ("email", _c(r"[\w.+%-]+@[\w-]+(?:\.[\w-]+)+"), 0),
     ("url", _c(r"(?:https?://|ftp://|www\.)[^\s<>\"'，。；）)]+", _I), 0),
-    ("url", _c(r"(?<![\w@.])(?:[A-Za-z0-9-]+\.)+(?:com|org|net|edu|gov|mil|int|io|info|health|med|cn|uk|us|ca|au|"
-               r"de|fr|jp|hk|tw)(?:/[^\s<>\"'，。；]*)?(?![\w.])", _I), 0),
+    ("url", _c(r"(?<![A-Za-z0-9@.-])(?:[A-Za-z0-9-]+\.)+(?:com|org|net|edu|gov|mil|int|io|info|health|med|cn|uk|us|"
+               r"ca|au|de|fr|jp|hk|tw|nl|it|es|ch|se|no|dk|be|at|nz|ie|in|sg|kr|local|biz)(?:/[^\s<>\"'，。；]*)?"
+               r"(?![A-Za-z0-9-])(?!\.[A-Za-z0-9])", _I), 0),
+    ("url", _c(r"(?<![A-Za-z0-9@.-])(?:[A-Za-z0-9-]+\.){2,}[A-Za-z]{2,10}(?:/[^\s<>\"'，。；]*)?(?![A-Za-z0-9-])"
+               r"(?!\.[A-Za-z0-9])"), 0),
+    ("url", _c(r"(?<![\d.])(?:25[0-5]|2[0-4]\d|1?\d?\d)(?:\.(?:25[0-5]|2[0-4]\d|1?\d?\d)){3}(?::\d{1,5})?(?![\d.]\d)"),
+     0),
     ("cn_id", _c(ND + r"[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]" + NA), 0),
     # phones: context word first, then the shapes
-    ("phone", _c(r"(?:phone|tel(?:ephone)?|fax|facsimile|cell|mobile|pager|beeper|page|ext(?:ension)?|call(?:back)?|"
-                 r"contact(?:\s+number)?|电话|联系电话|手机|手机号|传真|分机|座机|呼机)\s*(?:no\.?|number|#)?\s*[:：#.]?\s*"
-                 r"((?:\+?\d[\d\s().\-]{2,}\d|\d{3,}))", _I), 1),
+    ("phone", _c(r"(?:phone|tel(?:ephone)?|fax|facsimile|cell|mobile|pager|beeper|paged(?:\s+(?:at|to))?|page|"
+                 r"ext(?:ension)?|call(?:back|ed)?(?:\s+(?:at|on))?|reached\s+at|contact(?:\s+number)?|电话|联系电话|手机|"
+                 r"手机号|传真|分机|座机|呼机)[ \t]*(?:no\.?|number|#)?[ \t]*[:：#.]?[ \t]*"
+                 r"((?:\+?\d[\d \t().\-]{2,}\d|\d{3,}))", _I), 1),
     ("phone", _c(ND + r"(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s*|\d{3}[\s.-])\d{3}[\s.-]\d{4}(?:\s*(?:x|ext\.?|extension)\s*\d{1,6})?"
                  + NA, _I), 0),
-    ("phone", _c(ND + r"\+\d{1,3}(?:[\s.-]?\(?\d{1,4}\)?){2,5}\d" + NA), 0),
+    ("phone", _c(ND + r"\+\d{1,3}(?:[ \t.-]?\(?\d{1,4}\)?){2,5}\d" + NA), 0),
     ("phone", _c(ND + r"(?:\+?86[\s-]?)?1[3-9]\d[\s-]?\d{4}[\s-]?\d{4}" + NA), 0),
     ("phone", _c(ND + r"(?:\(0\d{2,3}\)|0\d{2,3}-)\s?\d{7,8}(?:-\d{1,6})?" + NA), 0),
     # ---- dates and times (every element of a date but the year alone)
     ("date", _c(ND + r"(?:\d{1,2}([/.-])\d{1,2}\1(?:\d{4}|\d{2})|\d{4}[/.-]\d{1,2}[/.-]\d{1,2}(?:[T\s]\d{1,2}:\d{2}"
                 r"(?::\d{2})?)?)" + NA), 0),
-    ("date", _c(r"(?<![\w])" + MONTH + r"\s*" + DAY + r"(?:,?\s*" + YEAR + r")?" + NA, _I), 0),
-    ("date", _c(ND + DAY + r"\s*(?:of\s+)?" + MONTH + r"(?:,?\s*" + YEAR + r")?(?![A-Za-z])", _I), 0),
+    ("date", _c(r"(?<![\w])" + MONTH + r"[\s/.-]*" + DAY + r"(?:(?:,?\s*|[/.-])(?:" + YEAR + r"|'?\d{2}(?!\d)))?" + NA,
+                _I), 0),
+    ("date", _c(ND + DAY + r"[\s/.-]*(?:of\s+)?" + MONTH + r"(?:(?:,?\s*|[/.-])(?:" + YEAR + r"|'?\d{2}(?!\d)))?"
+                r"(?![A-Za-z])", _I), 0),
+    ("date", _c(ND + r"(?:1[0-2]|0?[1-9])/(?:3[01]|[12]\d|0?[1-9])(?![\d/A-Za-z])"), 0),  # 5/15
+    ("date", _c(r"(?:(?<=\bat )|(?<=\b@ )|(?<=\bat: ))(?:[01]\d|2[0-3])[0-5]\d(?!\d)(?:\s*(?:hours|hrs|h)\b)?", _I), 0),
+    ("date", _c(ND + r"(?:[01]\d|2[0-3])[0-5]\d\s*(?:hours|hrs|h)(?![A-Za-z])", _I), 0),
     ("date", _c(r"(?<![\w])" + MONTH + r",?\s*" + YEAR + NA, _I), 0),
     ("date", _c(ND + r"\d{1,2}/\d{4}" + NA), 0),  # 03/2019
     ("date", _c(ND + r"(?:\d{2,4}|[" + ZH_NUM + r"]{2,4})\s*年\s*(?:\d{1,2}|[" + ZH_NUM + r"]{1,3})\s*月"
@@ -78,6 +89,9 @@ RULES: list[tuple[str, re.Pattern[str], int]] = [
     ("age", _c(r"(?<![A-Za-z])(?:aged?|age:)\s*[:：]?\s*(" + _OLD + r")" + NA, _I), 1),
     ("age", _c(ND + r"(" + _OLD + r")\s?(?:M|F|m|f)(?![A-Za-z])"), 1),
     ("age", _c(r"(" + _OLD + r")\s*(?:岁|周岁)"), 1),
+    ("age", _c(r"((?:九十[一二三四五六七八九]?|一百(?:零?[一二三四五六七八九十]+)?))\s*(?:岁|周岁)"), 1),
+    ("age", _c(r"(?<![A-Za-z])((?:ninety|one[\s-]hundred)(?:[\s-](?:and[\s-])?(?:one|two|three|four|five|six|seven|"
+               r"eight|nine|ten|eleven|twelve|[a-z]+teen))?)(?=[\s-]*(?:years?|yrs?|y/?o|year-old)(?![A-Za-z]))", _I), 1),
     ("age", _c(r"年龄\s*[:：]?\s*(" + _OLD + r")" + NA), 1),
     # ---- addresses and postcodes
     ("address", _c(ND + r"\d{1,6}[A-Za-z]?(?:-\d+)?\s+(?:[NSEW]\.?\s+)?(?:[A-Z][A-Za-z'.-]*\s+){1,4}" + STREET +
@@ -87,11 +101,14 @@ RULES: list[tuple[str, re.Pattern[str], int]] = [
     ("address", _c(r"\b(?:P\.?\s?O\.?\s*Box|Post\s+Office\s+Box)\s*\d+", _I), 0),
     ("address", _c(r"(?<![A-Za-z])[A-Z][a-z]+(?:\s[A-Z][a-z]+){0,2},\s*" + STATE + r"\s+\d{5}(?:-\d{4})?" + NA), 0),
     ("address", _c(r"(?:" + PLACE + r"{2,7}(?:省|自治区))?(?:" + PLACE + r"{2,7}市)?(?:" + PLACE + r"{1,7}(?:区|县|旗))?"
-                   + PLACE + r"{1,12}(?:路|街|大道|大街|巷|胡同|弄|里)\s*\d+\s*号(?:院)?"
+                   + PLACE + r"{1,12}(?:路|街|大道|大街|巷|胡同|弄|里)(?:\s*\d+\s*(?:弄|巷|支弄))?\s*\d+\s*号(?:院)?"
                    r"(?:\s*\d+\s*(?:号楼|栋|幢|座|单元|楼|层|室|号))*"), 0),
+    ("address", _c(PLACE + r"{1,8}(?:区|县|市|镇)" + PLACE + r"{0,12}?(?:\d+\s*(?:号楼|栋|幢|座|单元|楼|层|室|号|弄)\s*){2,}"),
+     0),
+    ("address", _c(PLACE + r"{1,8}(?:镇|乡|街道)" + PLACE + r"{1,6}村(?:\d+\s*(?:组|号))*"), 0),
     ("address", _c(PLACE + r"{2,7}(?:省|自治区)" + PLACE + r"{2,7}市(?:" + PLACE + r"{1,7}(?:区|县|旗))?"
                    r"(?:" + PLACE + r"{1,8}(?:镇|乡|街道|村))?"), 0),
-    ("address", _c(r"(?:住址|地址|家庭住址|现住址|户籍地址)\s*[:：]\s*([^\n，。；;]+)"), 1),
+    ("address", _c(r"(?:住址|地址|家庭住址|现住址|户籍地址|居住地)\s*[:：]\s*([^\s，。；;:：]+)"), 1),
     ("address", _c(r"(?:address|addr\.?|residing at|resides at|lives at)\s*[:：]?\s*(\d[^\n;]{4,80}?)(?=[.;\n]|$)",
                    _I), 1),
     ("postcode", _c(r"(?:zip(?:\s*code)?|postcode|postal\s+code|邮编|邮政编码)\s*[:：#]?\s*([A-Z0-9][A-Z0-9 -]{3,9}[A-Z0-9])",
@@ -104,7 +121,7 @@ RULES: list[tuple[str, re.Pattern[str], int]] = [
     ("id", _c(ZH_ID_WORDS + r"\s*[:：#]?\s*((?=[A-Za-z0-9-]*\d)[A-Za-z0-9][A-Za-z0-9\-/]*)"), 1),
     ("id", _c(ND + r"\d{3}-\d{2}-\d{4}" + NA), 0),  # SSN shape
     ("id", _c(ND + r"\d(?:[\s-]?\d){4,}" + NA), 0),  # five or more digits: no clinical measure is that long
-    ("id", _c(r"(?<![\w-])(?=[A-Za-z0-9-]*[A-Za-z])[A-Za-z]{0,5}-?\d{4,}(?:-?[A-Za-z0-9]+)*" + NA), 0),
+    ("id", _c(r"(?<![\w-])(?=[A-Za-z0-9-]*[A-Za-z])[A-Za-z]{0,5}-?\d{4}[A-Za-z0-9]*(?:-[A-Za-z0-9]+)*" + NA), 0),
 ]
 
 

@@ -62,10 +62,14 @@ def resolve(spans: list[Span], text: str) -> list[Span]:
                 if free and run_start is None:
                     run_start = k
                 elif not free and run_start is not None:
-                    piece = text[run_start:k]
-                    if piece.strip() and any(c.isalnum() for c in piece):
-                        chosen.append(Span(run_start, k, s.category))
-                        taken[run_start:k] = [True] * (k - run_start)
+                    lo, hi = run_start, k
+                    while lo < hi and not text[lo].isalnum():
+                        lo += 1
+                    while hi > lo and not text[hi - 1].isalnum():
+                        hi -= 1
+                    if hi > lo:
+                        chosen.append(Span(lo, hi, s.category))
+                        taken[lo:hi] = [True] * (hi - lo)
                     run_start = None
     return sorted(chosen, key=lambda s: s.start)
 
