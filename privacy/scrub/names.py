@@ -38,7 +38,8 @@ HOSPITAL = (rf"(?:(?:St\.?|Saint|Mount|Mt\.?)\s+)?(?:(?:{WORD}|[{UP}]{{2,}}|&|an
             r"(?:Hospital|Hospitals|Medical\s+Cent(?:er|re)|Health\s+Cent(?:er|re)|Clinic|Infirmary|Health\s+System|"
             r"Healthcare|Medical\s+Group|Cancer\s+(?:Cent(?:er|re)|Institute)|Memorial|Sanatorium|Hospice|"
             r"Family\s+Health|Health|Institute|Children's)(?![A-Za-z])"
-            rf"(?:\s+(?:of|at)\s+(?:the\s+)?(?:{WORD}\s?){{1,4}})?")
+            rf"(?:\s+(?:of|at)\s+(?:the\s+)?(?:{WORD}\s?){{1,4}})?"
+            rf"|(?:St\.?|Saint)[ \t]+{WORD}['’]s?(?![{LO}])")  # St. Luke's, St Thomas' (with or without "Hospital")
 HOSPITAL_WORDS = frozenset("hospital hospitals medical center centre health clinic infirmary system healthcare group "
                            "cancer memorial sanatorium hospice institute family of the at and".split())
 # Words after a cue that are not a person: departments, roles, headers, fields, credentials.

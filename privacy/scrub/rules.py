@@ -21,7 +21,7 @@ YEAR = r"(?:19|20)\d{2}"
 ZH_NUM = "〇零一二三四五六七八九十"
 CJK = "\u4e00-\u9fff"
 # A place-name character: Chinese, but not the words that come before an address in a sentence.
-PLACE = r"(?:(?![于在住至到从经由赴去往转来自行为患者家现居的是及与今昨本我该其])[\u4e00-\u9fff])"
+PLACE = r"(?:(?![于在住至到从经由赴去往转来自行为患者现居的是及与今昨本我该其])[\u4e00-\u9fff])"
 _OLD = r"(?:9\d|1[0-4]\d)"  # over 89 (HIPAA: ages over 89 are identifying)
 
 STREET = (r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl|Way|Terrace|Ter|"
@@ -100,14 +100,14 @@ RULES: list[tuple[str, re.Pattern[str], int]] = [
                    r"(?:\s*\d{5}(?:-\d{4})?)?" + NA), 0),
     ("address", _c(r"\b(?:P\.?\s?O\.?\s*Box|Post\s+Office\s+Box)\s*\d+", _I), 0),
     ("address", _c(r"(?<![A-Za-z])[A-Z][a-z]+(?:\s[A-Z][a-z]+){0,2},\s*" + STATE + r"\s+\d{5}(?:-\d{4})?" + NA), 0),
-    ("address", _c(r"(?:" + PLACE + r"{2,7}(?:省|自治区))?(?:" + PLACE + r"{2,7}市)?(?:" + PLACE + r"{1,7}(?:区|县|旗))?"
+    ("address", _c(r"(?:" + PLACE + r"{2,7}(?:省|自治区|特别行政区))?(?:" + PLACE + r"{2,7}市)?(?:" + PLACE + r"{1,7}(?:区|县|旗))?"
                    + PLACE + r"{1,12}(?:路|街|大道|大街|巷|胡同|弄|里)(?:\s*\d+\s*(?:弄|巷|支弄))?\s*\d+\s*号(?:院)?"
                    r"(?:\s*\d+\s*(?:号楼|栋|幢|座|单元|楼|层|室|号))*"), 0),
     ("address", _c(PLACE + r"{1,8}(?:区|县|市|镇)" + PLACE + r"{0,12}?(?:\d+\s*(?:号楼|栋|幢|座|单元|楼|层|室|号|弄)\s*){2,}"),
      0),
     ("address", _c(PLACE + r"{1,8}(?:镇|乡|街道)" + PLACE + r"{1,6}村(?:\d+\s*(?:组|号))*"), 0),
-    ("address", _c(PLACE + r"{2,7}(?:省|自治区)" + PLACE + r"{2,7}市(?:" + PLACE + r"{1,7}(?:区|县|旗))?"
-                   r"(?:" + PLACE + r"{1,8}(?:镇|乡|街道|村))?"), 0),
+    ("address", _c(PLACE + r"{2,7}(?:省|自治区|特别行政区)" + PLACE + r"{2,7}市(?:" + PLACE + r"{1,7}(?:区|县|旗))?"
+                   r"(?:" + PLACE + r"{1,8}(?:镇|乡|街道))?(?:" + PLACE + r"{1,6}村)?"), 0),
     ("address", _c(r"(?:住址|地址|家庭住址|现住址|户籍地址|居住地)\s*[:：]\s*([^\s，。；;:：]+)"), 1),
     ("address", _c(r"(?:address|addr\.?|residing at|resides at|lives at)\s*[:：]?\s*(\d[^\n;]{4,80}?)(?=[.;\n]|$)",
                    _I), 1),
