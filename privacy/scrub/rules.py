@@ -47,7 +47,7 @@ def _c(pattern: str, flags: int = 0) -> re.Pattern[str]:
 RULES: list[tuple[str, re.Pattern[str], int]] = [
     # ---- contact details and IDs with an unambiguous shape
     ("email", _c(r"[\w.+%-]+@[\w-]+(?:\.[\w-]+)+"), 0),
-    ("url", _c(r"(?:https?://|ftp://|www\.)[^\s<>\"'，。；）)]+", _I), 0),
+    ("url", _c(r"(?:https?://|ftp://|www\.)[^\s<>\"'，。；）)]*[^\s<>\"'，。；）).,;:!?]", _I), 0),
     ("url", _c(r"(?<![A-Za-z0-9@.-])(?:[A-Za-z0-9-]+\.)+(?:com|org|net|edu|gov|mil|int|io|info|health|med|cn|uk|us|"
                r"ca|au|de|fr|jp|hk|tw|nl|it|es|ch|se|no|dk|be|at|nz|ie|in|sg|kr|local|biz)(?:/[^\s<>\"'，。；]*)?"
                r"(?![A-Za-z0-9-])(?!\.[A-Za-z0-9])", _I), 0),
@@ -81,8 +81,8 @@ RULES: list[tuple[str, re.Pattern[str], int]] = [
     ("date", _c(ND + r"(?:\d{2,4}|[" + ZH_NUM + r"]{2,4})\s*年\s*(?:\d{1,2}|[" + ZH_NUM + r"]{1,3})\s*月"
                 r"(?:\s*(?:\d{1,2}|[" + ZH_NUM + r"]{1,3})\s*[日号])?"), 0),
     ("date", _c(ND + r"(?:\d{1,2}|[" + ZH_NUM + r"]{1,3})\s*月\s*(?:\d{1,2}|[" + ZH_NUM + r"]{1,3})\s*[日号]"), 0),
-    ("date", _c(ND + r"(?:[01]?\d|2[0-3])[:：][0-5]\d(?:[:：][0-5]\d)?(?:\s*[AaPp]\.?\s?[Mm]\.?)?" + NA), 0),
-    ("date", _c(ND + r"(?:1[0-2]|0?[1-9])\s*[AaPp]\.?[Mm]\.?(?![A-Za-z])"), 0),
+    ("date", _c(ND + r"(?:[01]?\d|2[0-3])[:：][0-5]\d(?:[:：][0-5]\d)?(?:\s*(?:[AaPp]\.\s?[Mm]\.|[AaPp][Mm]))?" + NA), 0),
+    ("date", _c(ND + r"(?:1[0-2]|0?[1-9])\s*(?:[AaPp]\.[Mm]\.|[AaPp][Mm])(?![A-Za-z])"), 0),
     ("date", _c(r"(?:凌晨|早上|上午|中午|下午|晚上|夜间)?\s*(?:[01]?\d|2[0-3])\s*[点时](?:\s*[0-5]?\d\s*分)?"), 0),
     # ---- ages over 89: the number only
     ("age", _c(ND + r"(" + _OLD + r")(?=\s*(?:-|\s)?\s*(?:years?|yrs?|y/?o|y\.o\.|yo|year-old|-year)(?![A-Za-z]))", _I), 1),
@@ -96,7 +96,7 @@ RULES: list[tuple[str, re.Pattern[str], int]] = [
     # ---- addresses and postcodes
     ("address", _c(ND + r"\d{1,6}[A-Za-z]?(?:-\d+)?\s+(?:[NSEW]\.?\s+)?(?:[A-Z][A-Za-z'.-]*\s+){1,4}" + STREET +
                    r"\.?(?:,?\s*(?:Apt|Apartment|Unit|Suite|Ste|Floor|Fl|Room|Rm|#)\.?\s*#?\s*[\w-]+)?"
-                   r"(?:,\s*[A-Z][A-Za-z.]+(?:\s[A-Z][A-Za-z.]+){0,2})?(?:,?\s*" + STATE + r"(?![A-Za-z]))?"
+                   r"(?:,[ \t]*[A-Z][a-z]+(?:[ \t][A-Z][a-z]+){0,2})?(?:,?[ \t]*" + STATE + r"(?![A-Za-z]))?"
                    r"(?:\s*\d{5}(?:-\d{4})?)?" + NA), 0),
     ("address", _c(r"\b(?:P\.?\s?O\.?\s*Box|Post\s+Office\s+Box)\s*\d+", _I), 0),
     ("address", _c(r"(?<![A-Za-z])[A-Z][a-z]+(?:\s[A-Z][a-z]+){0,2},\s*" + STATE + r"\s+\d{5}(?:-\d{4})?" + NA), 0),

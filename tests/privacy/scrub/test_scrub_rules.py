@@ -88,3 +88,11 @@ def test_a_name_found_once_is_removed_everywhere():
 def test_counts_by_category():
     result = scrub_report("Dr. Ann Lee called 617-555-0199 on 3/4/2021 about MRN 7654321.")
     assert dict(result.counts()) == {"name": 1, "phone": 1, "date": 1, "id": 1}
+
+
+def test_sentence_punctuation_and_the_next_sentence_survive():
+    text = ("Address: 42 Wallaby Way, Sydney. Findings: no pneumothorax. Exam date 12/25/2022 10:30 AM. "
+            "Right lower lobe. Website www.example.com. No focal consolidation.")
+    out = scrub_report(text).text
+    assert "Findings: no pneumothorax." in out and "___. Right lower lobe." in out and "___. No focal" in out
+    assert not [v for v in ("Wallaby", "Sydney", "12/25/2022", "10:30", "example") if v in out]
