@@ -133,6 +133,18 @@ def chance_exposure(candidates: int) -> float:
     return math.log2(candidates) - math.lgamma(candidates + 1) / (candidates * math.log(2))
 
 
+def chance_sd(candidates: int) -> float:
+    """Standard deviation of the exposure of a rank uniform on 1..N (→ 1/ln 2: about exponential); the mean
+    of K chance exposures spreads by this / √K."""
+    if candidates < 1:
+        raise ValueError(f"candidates must be at least 1, got {candidates}")
+    if candidates > 100_000:
+        return 1 / math.log(2)
+    logs = [math.log2(r) for r in range(1, candidates + 1)]
+    mean = math.fsum(logs) / candidates
+    return math.sqrt(math.fsum((x - mean) ** 2 for x in logs) / candidates)
+
+
 def extrapolated_exposure(score: float, others: list[float]) -> float | None:
     """−log2 P(X ≤ score) for X skew-normal fitted to the alternatives' log-perplexities (Carlini §4.3).
 

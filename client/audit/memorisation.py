@@ -46,7 +46,8 @@ from client.data.evaldata import bank_texts, evaluation_inputs
 from client.data.sources import DataReport, Record, load_records
 from client.errors import DataError
 from client.inference.model_files import load_inference_model
-from privacy.canaries import (DIGITS, FORMATS, SPACE, Canary, alternatives, canary_text, chance_exposure, exposure,
+from privacy.canaries import (DIGITS, FORMATS, SPACE, Canary, alternatives, canary_text, chance_exposure, chance_sd,
+                              exposure,
                               extrapolated_exposure, make_canaries, rank_among, rank_tests)
 from privacy.ledger import Ledger
 from privacy.policy import PrivacyPolicy, load_policy
@@ -285,7 +286,8 @@ def run_audit(cfg: AuditConfig, console=None) -> dict:
                      "extraction": f"greedy completion of the known prefix by {DIGITS} tokens equals the secret",
                      "per_canary": rows},
         "exposure": {"inserted": summary(ins), "control": summary(ctl), "chance": chance_exposure(candidates),
-                     "tests": tests},
+                     # a mean of K chance exposures lies within chance ± 2·sd/√K about 95 % of the time
+                     "chance_band": 2 * chance_sd(candidates) / math.sqrt(cfg.canaries), "tests": tests},
         "regurgitation": regurg,
         "seconds": {"training": training["seconds"], "scoring": scoring_seconds,
                     "total": time.perf_counter() - started},

@@ -48,7 +48,8 @@ def print_audit(console: Console, result: dict) -> None:
                   "(approximate); greedy: digits written after the known prefix (✓ = the secret)")
     t = e["tests"]
     console.print(f"mean exposure: inserted {e['inserted']['mean']:.2f} bits (max {e['inserted']['max']:.2f}), "
-                  f"control (never inserted) {e['control']['mean']:.2f}, chance {e['chance']:.2f}; "
+                  f"control (never inserted) {e['control']['mean']:.2f}, chance {e['chance']:.2f} "
+                  f"(a mean of {c['inserted']} at chance: ±{e.get('chance_band', float('nan')):.2f}); "
                   f"secret extracted by greedy completion: {e['inserted']['extracted']} of {c['inserted']} inserted, "
                   f"{e['control']['extracted']} of {c['control']} control")
     console.print(f"ranks of the inserted canaries vs uniform: one-sided KS p = {t['uniform_p']:.3g}; vs the control "

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from privacy.canaries import (SPACE, alternatives, canary_text, chance_exposure, exposure, extrapolated_exposure,
+from privacy.canaries import (SPACE, alternatives, canary_text, chance_exposure, chance_sd, exposure, extrapolated_exposure,
                               make_canaries, prefix_text, rank_among, rank_tests, secret_text)
 
 
@@ -35,7 +35,11 @@ def test_uniform_ranks_average_chance_exposure_and_pass_the_uniformity_test():
     rng = random.Random(0)
     n = 101
     ranks = [rng.randint(1, n) for _ in range(4000)]
-    assert sum(exposure(r, n) for r in ranks) / len(ranks) == pytest.approx(chance_exposure(n), abs=0.06)
+    values = [exposure(r, n) for r in ranks]
+    mean = sum(values) / len(values)
+    assert mean == pytest.approx(chance_exposure(n), abs=0.06)
+    assert math.sqrt(sum((v - mean) ** 2 for v in values) / len(values)) == pytest.approx(chance_sd(n), rel=0.05)
+    assert chance_sd(10**6) == pytest.approx(1 / math.log(2), rel=1e-3)
     small = rank_tests(ranks[:20], n, ranks[20:40])
     assert small["uniform_p"] > 0.01 and small["control_p"] > 0.01
 
