@@ -401,7 +401,7 @@ def n_dims(c: _Ctx):
 def n_vert(c: _Ctx):
     lv = c.r.randint(1, 4)
     return c.pick((f"T{c.r.randint(1, 12)}", f"L{c.r.randint(1, 5)}", f"C{lv}-{lv + 1}", f"C{lv}-C{lv + 1}",
-                   f"L{lv}-L{lv + 1}", f"T{lv + 7}-T{lv + 8}", f"L5-S1"))
+                   f"L{lv}-L{lv + 1}", f"T{lv + 7}-T{lv + 8}", "L5-S1"))
 
 
 def n_views(c: _Ctx):
