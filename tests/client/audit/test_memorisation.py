@@ -27,13 +27,6 @@ batch_size: 16
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("run")
-    shutil.copy(trained_tiny()[1], run / "model.safetensors")
-    return run
-
-
-@pytest.fixture(scope="module")
 def plain(run_dir) -> dict:
     assert main(["audit", "memorisation", "--model", str(run_dir), "--data", str(trained_tiny()[0]), *AUDIT]) == 0
     return json.loads((run_dir / "memorisation" / "memorisation.json").read_text(encoding="utf-8"))

@@ -13,14 +13,6 @@ from tests.shared_model.trained_tiny import trained_tiny
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    """A run directory holding the trained model, as `m3fed central` / `sim` leave one."""
-    run = tmp_path_factory.mktemp("run")
-    shutil.copy(trained_tiny()[1], run / "model.safetensors")
-    return run
-
-
-@pytest.fixture(scope="module")
 def chest_dicom() -> str:
     """A real PA chest radiograph (CR, MONOCHROME1, 1955x1841), shipped offline by pydicom-data."""
     from pydicom.data import get_testdata_file
